@@ -1,0 +1,36 @@
+// The merged listing: upper first, each name once from its top-most branch, markers applied.
+import { fs, lstatOrUndefined } from '../fs.js'
+import { META_PREFIX, isCharDevWhiteout, whitedOutName, WHITEOUT_PREFIX } from '../whiteout/encoding.js'
+import type { Resolution } from './resolve.js'
+
+/**
+ * The visible names of a merged directory (without '.' and '..'). Whiteouts of a branch hide
+ * names of the branches below it only; the merge list of `dir` already stops at opaque dirs.
+ */
+export function listMerged(dir: Resolution): string[] {
+  const out: string[] = []
+  const seen = new Set<string>()
+  const hidden = new Set<string>()
+  for (const hit of dir.hits) {
+    const deleted: string[] = []
+    for (const e of fs.readdirSync(hit.host, { withFileTypes: true })) {
+      const name = e.name
+      if (name.startsWith(WHITEOUT_PREFIX)) {
+        if (!name.startsWith(META_PREFIX)) {
+          const w = whitedOutName(name)
+          if (w !== undefined) deleted.push(w)
+        }
+        continue
+      }
+      if (e.isCharacterDevice()) {
+        const st = lstatOrUndefined(hit.host + '/' + name)
+        if (st && isCharDevWhiteout(st)) { deleted.push(name); continue }
+      }
+      if (seen.has(name) || hidden.has(name)) continue
+      seen.add(name)
+      out.push(name)
+    }
+    for (const w of deleted) hidden.add(w)
+  }
+  return out
+}

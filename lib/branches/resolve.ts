@@ -1,0 +1,142 @@
+// Lookup across branches (the namei.c analogue): one Resolution per union path, cached.
+import { FsError } from '../errors.js'
+import { getXattr, lstatOrUndefined, type Stats } from '../fs.js'
+import { createLogger } from '../log.js'
+import { baseName, parentOf, type UnionPath } from '../paths.js'
+import {
+  isCharDevWhiteout, isReservedName, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, whiteoutNameFor,
+} from '../whiteout/encoding.js'
+import type { Branch } from './branch.js'
+import { NEGATIVE, ResolutionCache } from './cache.js'
+import type { BranchStack } from './stack.js'
+
+const log = createLogger('layerfs:resolve')
+
+/** One branch's entry for a union path. */
+export interface BranchHit {
+  readonly branch: Branch
+  /** The host path of the entry in that branch. */
+  readonly host: string
+  /** Stats at resolution time: trust the type, re-lstat for anything that changes (size, times). */
+  readonly stats: Stats
+}
+
+export interface Resolution {
+  readonly path: UnionPath
+  /**
+   * Top-down. hits[0] is what the user sees. A non-directory has exactly one hit; a directory
+   * has one hit per branch that merges into it (its merge list).
+   */
+  readonly hits: readonly BranchHit[]
+  /** The merge stopped at an opaque directory (lower branches are hidden below hits' last). */
+  readonly opaque: boolean
+}
+
+export function isDirResolution(r: Resolution): boolean {
+  return r.hits[0]!.stats.isDirectory()
+}
+
+/** True when a directory in `branch` hides the branches below it (marker file, or overlayfs xattr). */
+export function isOpaqueDir(branch: Branch, host: string): boolean {
+  if (lstatOrUndefined(host + '/' + OPAQUE_MARKER)) return true
+  if (branch.writable) return false // layerfs writes only the marker form into the rw branch
+  try {
+    return getXattr(host, OVERLAY_OPAQUE_XATTR)?.toString() === 'y'
+  } catch {
+    return false // no xattr support on that file system: the marker is the only form
+  }
+}
+
+/**
+ * Resolves union paths against the stack, top branch first (union-contract.md "Lookup"):
+ *  (1) D/N exists, not a directory → the result; branches below are hidden;
+ *  (2) D/N is a directory → a hit; branches below merge unless it is opaque;
+ *  (3) otherwise D/.wh.N (or an overlayfs 0/0 char device N) → deleted for branches below.
+ * A marker hides entries of the branches below its own, never one of its own branch (OCI).
+ */
+export class Resolver {
+  readonly stack: BranchStack
+  readonly cache: ResolutionCache<Resolution>
+
+  constructor(stack: BranchStack, cacheSize?: number) {
+    this.stack = stack
+    this.cache = new ResolutionCache<Resolution>(cacheSize)
+  }
+
+  /**
+   * The resolution of `p`, or undefined when it does not exist in the merged view.
+   * Throws ENOTDIR when a parent component is not a directory; I/O errors of branches propagate.
+   */
+  resolve(p: UnionPath): Resolution | undefined {
+    const cached = this.cache.get(p)
+    if (cached !== undefined) return cached === NEGATIVE ? undefined : cached
+    const res = p === '/' ? this.#resolveRoot() : this.#resolveChild(p)
+    this.cache.set(p, res ?? NEGATIVE)
+    return res
+  }
+
+  /** Like resolve, but ENOENT is thrown: for operations that need the path to exist. */
+  require(p: UnionPath, syscall: string): Resolution {
+    const r = this.resolve(p)
+    if (!r) throw new FsError('ENOENT', syscall, p)
+    return r
+  }
+
+  #resolveRoot(): Resolution {
+    const hits: BranchHit[] = []
+    let opaque = false
+    for (const branch of this.stack.all()) {
+      const stats = lstatOrUndefined(branch.root)
+      if (!stats?.isDirectory()) throw new FsError('EIO', 'lookup', '/') // a branch root vanished
+      hits.push({ branch, host: branch.root, stats })
+      if (isOpaqueDir(branch, branch.root)) { opaque = true; break }
+    }
+    return { path: '/', hits, opaque }
+  }
+
+  #resolveChild(p: UnionPath): Resolution | undefined {
+    const parent = this.resolve(parentOf(p))
+    if (!parent) return undefined
+    if (!isDirResolution(parent)) throw new FsError('ENOTDIR', 'lookup', p)
+    const name = baseName(p)
+    if (isReservedName(name)) return undefined
+    const hits: BranchHit[] = []
+    let opaque = false
+    for (const dir of parent.hits) {
+      const host = dir.host + '/' + name
+      const stats = lstatOrUndefined(host)
+      if (stats) {
+        if (isCharDevWhiteout(stats)) break // overlayfs whiteout: deleted for this branch and below
+        if (stats.isDirectory()) {
+          hits.push({ branch: dir.branch, host, stats })
+          if (isOpaqueDir(dir.branch, host)) { opaque = true; break }
+          continue
+        }
+        if (hits.length === 0) hits.push({ branch: dir.branch, host, stats })
+        break // a non-directory hides everything below; below a directory it is itself hidden
+      }
+      if (lstatOrUndefined(dir.host + '/' + whiteoutNameFor(name))) break
+    }
+    if (hits.length === 0) return undefined
+    if (hits.length > 1) log.debug('merged dir %s from %d branches', p, hits.length)
+    return { path: p, hits, opaque }
+  }
+
+  /**
+   * Whether a branch *below the upper* still supplies `p` to the merged view, ignoring the
+   * upper's own entry for it: decides if deleting or renaming the upper entry needs a whiteout.
+   */
+  lowerSupplies(p: UnionPath): boolean {
+    if (p === '/') return true
+    const parent = this.resolve(parentOf(p))
+    if (!parent) return false
+    const name = baseName(p)
+    for (const dir of parent.hits) {
+      if (dir.branch.writable) continue
+      const stats = lstatOrUndefined(dir.host + '/' + name)
+      if (stats) return !isCharDevWhiteout(stats)
+      if (lstatOrUndefined(dir.host + '/' + whiteoutNameFor(name))) return false
+    }
+    return false
+  }
+}

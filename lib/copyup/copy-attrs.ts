@@ -1,0 +1,40 @@
+// Copying metadata of an entry: owner, mode, xattrs, times (the order matters: chown clears setuid).
+import { fs, getXattr, listXattrs, setXattr, type Stats } from '../fs.js'
+import { createLogger } from '../log.js'
+
+const log = createLogger('layerfs:copyup')
+
+/** Xattrs that describe the source branch's own bookkeeping and must not travel up. */
+function isPrivateXattr(name: string): boolean {
+  return name.startsWith('trusted.overlay.')
+}
+
+/** Copies every xattr of `src` onto `dst` (both host paths, symlinks not followed). */
+export function copyXattrs(src: string, dst: string): void {
+  let names: string[]
+  try {
+    names = listXattrs(src)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOTSUP') return
+    throw e
+  }
+  for (const name of names) {
+    if (isPrivateXattr(name)) continue
+    const value = getXattr(src, name)
+    if (value === undefined) continue
+    try {
+      setXattr(dst, name, value)
+    } catch (e) {
+      // e.g. security.* refused by the upper's file system: keep the data, warn once per cause.
+      log.warnOnce(`xattr:${name}`, 'could not copy xattr %s up (%s)', name, (e as NodeJS.ErrnoException).code)
+    }
+  }
+}
+
+/** Applies owner, mode, xattrs and atime/mtime of `st` (the source) to the host entry `dst`. */
+export function copyAttrs(src: string, st: Stats, dst: string): void {
+  fs.lchownSync(dst, st.uid, st.gid)
+  if (!st.isSymbolicLink()) fs.chmodSync(dst, st.mode & 0o7777)
+  copyXattrs(src, dst)
+  fs.lutimesSync(dst, st.atimeMs / 1000, st.mtimeMs / 1000)
+}

@@ -1,0 +1,104 @@
+// Copy-up: parents first, the copy built in the work area, attributes set, then renamed into place.
+import type { Branch } from '../branches/branch.js'
+import { hostKey, type InodeTable } from '../branches/inodes.js'
+import { isDirResolution, type Resolution, type Resolver } from '../branches/resolve.js'
+import { FsError, rethrow } from '../errors.js'
+import { copyFileData, fs, lstatOrUndefined, mknod, mutate, type Stats } from '../fs.js'
+import { createLogger } from '../log.js'
+import { ancestorsAndSelf, parentOf, type UnionPath } from '../paths.js'
+import { copyAttrs } from './copy-attrs.js'
+import type { PathLocks } from './locks.js'
+import type { WorkArea } from './work-area.js'
+
+const log = createLogger('layerfs:copyup')
+
+export interface CopyUpContext {
+  readonly resolver: Resolver
+  readonly upper: Branch
+  readonly work: WorkArea
+  readonly inodes: InodeTable
+  /** Copy-up's own lock namespace, so a caller holding a name lock can still copy up. */
+  readonly copyLocks: PathLocks
+}
+
+export interface CopyUpOptions {
+  /** The caller truncates the file to 0 at once (O_TRUNC, truncate(0)): skip the data copy. */
+  readonly truncate?: boolean
+}
+
+/**
+ * Makes `path` exist in the rw branch with its merged content and attributes, and returns its
+ * host path there. Idempotent; two racing callers copy once. Parents are copied up first with
+ * their merged mode, owner, times and xattrs. Throws ENOENT when `path` does not exist, and the
+ * errno of the branch I/O that failed (ENOSPC…), leaving nothing visible half-copied.
+ */
+export async function copyUp(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions = {}): Promise<string> {
+  for (const dir of ancestorsAndSelf(parentOf(path))) await copyUpOne(ctx, dir, {})
+  return copyUpOne(ctx, path, opts)
+}
+
+/** Ensures the directory `dir` (and its parents) exists in the rw branch; returns its host path. */
+export async function copyUpDirChain(ctx: CopyUpContext, dir: UnionPath): Promise<string> {
+  for (const d of ancestorsAndSelf(dir)) await copyUpOne(ctx, d, {})
+  return ctx.upper.host(dir)
+}
+
+function copyUpOne(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): Promise<string> {
+  const { resolver, upper } = ctx
+  const quick = resolver.resolve(path)
+  if (quick && quick.hits[0]!.branch === upper) return Promise.resolve(quick.hits[0]!.host)
+  return ctx.copyLocks.run(path, async () => {
+    const res = resolver.resolve(path) // again, under the lock: a racing copy-up may have won
+    if (!res) throw new FsError('ENOENT', 'copyup', path)
+    const top = res.hits[0]!
+    if (top.branch === upper) return top.host
+    const dst = upper.host(path)
+    const parentHost = upper.host(parentOf(path))
+    const parentStats = path === '/' ? undefined : lstatOrUndefined(parentHost)
+    const src = lstatOrUndefined(top.host)
+    if (!src) throw new FsError('ENOENT', 'copyup', path) // the lower entry vanished underneath
+    const tmp = ctx.work.tempPath('copyup')
+    try {
+      await buildCopy(top.host, src, tmp, isDirResolution(res), opts)
+      mutate('rename copy-up', dst, () => fs.renameSync(tmp, dst))
+    } catch (e) {
+      ctx.work.discard(tmp)
+      rethrow(e, 'copyup', path)
+    }
+    // Linking the copy into its parent changed the parent's mtime; give it back (as overlayfs).
+    if (parentStats) restoreTimes(parentHost, parentStats)
+    const copied = lstatOrUndefined(dst)
+    if (copied) ctx.inodes.alias(hostKey(copied), identityKey(res))
+    resolver.cache.invalidate(path)
+    log.debug('copied up %s (%s)', path, src.isDirectory() ? 'dir' : `${src.size} bytes`)
+    return dst
+  })
+}
+
+/** The host identity that names a resolution's inode: a dir's bottom hit, a file's only hit. */
+export function identityKey(res: Resolution): string {
+  const hit = isDirResolution(res) ? res.hits[res.hits.length - 1]! : res.hits[0]!
+  return hostKey(hit.stats)
+}
+
+async function buildCopy(srcHost: string, st: Stats, tmp: string, isDir: boolean, opts: CopyUpOptions): Promise<void> {
+  if (isDir) {
+    fs.mkdirSync(tmp, { mode: 0o700 })
+  } else if (st.isFile()) {
+    if (opts.truncate) fs.writeFileSync(tmp, '', { mode: 0o600, flag: 'wx' })
+    else await copyFileData(srcHost, tmp)
+  } else if (st.isSymbolicLink()) {
+    fs.symlinkSync(fs.readlinkSync(srcHost), tmp)
+  } else {
+    await mknod(tmp, st.mode, st.rdev)
+  }
+  copyAttrs(srcHost, st, tmp)
+}
+
+function restoreTimes(host: string, st: Stats): void {
+  try {
+    fs.lutimesSync(host, st.atimeMs / 1000, st.mtimeMs / 1000)
+  } catch {
+    // Cosmetic only: the copy-up itself has succeeded.
+  }
+}

@@ -1,0 +1,38 @@
+// The work area: a '.wh..wh.'-prefixed dir at the rw branch root, on the same file system as the
+// branch, so a copy built there is renamed into place atomically (cf. overlayfs workdir).
+import { fs, mutate } from '../fs.js'
+import { WORK_DIR } from '../whiteout/encoding.js'
+
+export class WorkArea {
+  readonly dir: string
+  #counter = 0
+
+  constructor(upperRoot: string) {
+    this.dir = upperRoot + '/' + WORK_DIR
+  }
+
+  /**
+   * Creates the work area, removing what a crashed daemon left there: half-built copies are
+   * never visible in the merged view, and are dropped here at the next mount.
+   */
+  prepare(): void {
+    mutate('clean work area', this.dir, () => {
+      fs.rmSync(this.dir, { recursive: true, force: true })
+      fs.mkdirSync(this.dir, { mode: 0o700 })
+    })
+  }
+
+  /** A fresh, unused host path inside the work area. */
+  tempPath(tag = 'tmp'): string {
+    return `${this.dir}/${tag}-${process.pid}-${++this.#counter}`
+  }
+
+  /** Removes a temp entry (file or tree) after a failure or a rename-away; never throws. */
+  discard(host: string): void {
+    try {
+      fs.rmSync(host, { recursive: true, force: true })
+    } catch {
+      // Left for the next prepare(): it is invisible in the merged view.
+    }
+  }
+}

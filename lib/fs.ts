@@ -1,0 +1,88 @@
+// The only importer of node:fs and the xattr binding: synchronous calls on branch paths for the
+// hot path, off-thread copies for copy-up, and the few calls Node lacks (mknod). Never pass a
+// path inside the mount to anything here (style guide §4.4).
+import * as fs from 'node:fs'
+import { execFile } from 'node:child_process'
+import { constants as osConstants } from 'node:os'
+import * as xattr from '@napi-rs/xattr'
+import { createLogger } from './log.js'
+
+export { fs }
+export type Stats = fs.Stats
+const log = createLogger('layerfs:fs')
+
+/** lstat that returns undefined for ENOENT and ENOTDIR (a missing entry is a value, not an error). */
+export function lstatOrUndefined(host: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(host, { throwIfNoEntry: false })
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined
+    throw e
+  }
+}
+
+/** Runs one mutation of a branch and logs it with its result at debug level (cf. ovl_do_*). */
+export function mutate<T>(what: string, host: string, fn: () => T): T {
+  try {
+    const r = fn()
+    log.debug('%s(%s) = 0', what, host)
+    return r
+  } catch (e) {
+    log.debug('%s(%s) = %s', what, host, (e as NodeJS.ErrnoException).code)
+    throw e
+  }
+}
+
+/** Copies a regular file's data off the JS thread: reflink when the file system can, else copy_file_range. */
+export function copyFileData(src: string, dst: string): Promise<void> {
+  return fs.promises.copyFile(src, dst, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE)
+}
+
+// mknod(2) has no Node binding; python3's os.mknod is the smallest well-known way in (it also
+// makes sockets and FIFOs). Runs asynchronously on a branch path only.
+const MKNOD_PY = 'import os,sys; os.mknod(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))'
+
+/** mknod(2) on a branch path. Rejects with the errno name of the failure (EEXIST, EPERM…). */
+export function mknod(host: string, mode: number, rdev: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('python3', ['-c', MKNOD_PY, host, String(mode), String(rdev)], (err, _o, stderr) => {
+      if (!err) return resolve()
+      const m = /\[Errno \d+\] ([^\n]*)|(E[A-Z]+)/.exec(String(stderr))
+      const code = /File exists/.test(stderr) ? 'EEXIST'
+        : /not permitted/.test(stderr) ? 'EPERM'
+        : /No such file/.test(stderr) ? 'ENOENT'
+        : /No space/.test(stderr) ? 'ENOSPC'
+        : /Read-only/.test(stderr) ? 'EROFS'
+        : /Invalid argument/.test(stderr) ? 'EINVAL'
+        : (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'ENOSYS' : 'EIO'
+      reject(Object.assign(new Error(`mknod ${host}: ${m?.[1] ?? stderr}`), { code }))
+    })
+  })
+}
+
+// Extended attributes. The binding works on the path itself (l*xattr: symlinks are not followed)
+// and reports failures as "… (os error N)"; give them back their errno name.
+const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([k, v]) => [v, k]))
+
+function withXattrErrno<T>(fn: () => T): T {
+  try {
+    return fn()
+  } catch (e) {
+    const n = /os error (\d+)/.exec(String((e as Error).message))
+    const code = n ? ERRNO_NAMES.get(Number(n[1])) : undefined
+    throw Object.assign(new Error((e as Error).message), { code: code ?? 'EIO' })
+  }
+}
+/** getxattr; undefined when the attribute is absent (ENODATA). */
+export function getXattr(host: string, name: string): Buffer | undefined {
+  return withXattrErrno(() => xattr.getAttributeSync(host, name) ?? undefined)
+}
+export function listXattrs(host: string): string[] {
+  return withXattrErrno(() => xattr.listAttributesSync(host))
+}
+export function setXattr(host: string, name: string, value: Uint8Array): void {
+  withXattrErrno(() => xattr.setAttributeSync(host, name, value))
+}
+export function removeXattr(host: string, name: string): void {
+  withXattrErrno(() => xattr.removeAttributeSync(host, name))
+}

@@ -1,0 +1,587 @@
+// The core: POSIX-shaped operations over the branch stack (union-contract.md). Imports nothing
+// from FUSE; the adapter and the in-process UnionView are thin translations of it.
+import { toAttr, type Attr } from './attr.js'
+import { type Branch } from './branches/branch.js'
+import { hostKey, InodeTable } from './branches/inodes.js'
+import { listMerged } from './branches/readdir.js'
+import { isDirResolution, Resolver, type Resolution } from './branches/resolve.js'
+import { BranchStack, type BranchSpec } from './branches/stack.js'
+import { copyUp, copyUpDirChain, identityKey, type CopyUpContext } from './copyup/copyup.js'
+import { PathLocks } from './copyup/locks.js'
+import { WorkArea } from './copyup/work-area.js'
+import { FsError, rethrow } from './errors.js'
+import {
+  copyFileData, fs, getXattr, listXattrs, lstatOrUndefined, mknod, mutate, removeXattr, setXattr,
+} from './fs.js'
+import { copyAttrs } from './copyup/copy-attrs.js'
+import { baseName, isWithin, joinUnion, normalizeUnionPath, parentOf, type UnionPath } from './paths.js'
+import { isReservedName } from './whiteout/encoding.js'
+import { createWhiteout, hasWhiteout, markOpaque, removeWhiteout } from './whiteout/whiteout.js'
+
+const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_RDWR, O_NOFOLLOW, O_NOCTTY } = fs.constants
+const O_ACCMODE = 3
+const XATTR_CREATE = 1
+const XATTR_REPLACE = 2
+
+export interface LayerFsOptions {
+  /** Resolutions kept in the LRU cache (positive and negative). */
+  readonly cacheSize?: number
+}
+
+export interface StatFs {
+  readonly bsize: number; readonly frsize: number; readonly blocks: number; readonly bfree: number
+  readonly bavail: number; readonly files: number; readonly ffree: number; readonly namemax: number
+}
+
+interface OpenFile {
+  readonly fd: number
+  readonly path: UnionPath
+  readonly writable: boolean
+}
+
+/** Xattrs that belong to the branch format, never shown or settable through the union. */
+function isPrivateXattr(name: string): boolean {
+  return name.startsWith('trusted.overlay.')
+}
+
+/**
+ * A union of branches. Every method takes union paths ('/a/b'), returns a value or a Promise,
+ * and throws FsError with an errno code. Operations that may copy up are async; lookups are
+ * synchronous on branch paths (the fast path; branch paths are never inside the mount).
+ */
+export class LayerFs {
+  readonly stack: BranchStack
+  readonly resolver: Resolver
+  readonly inodes = new InodeTable()
+  readonly upper: Branch | undefined
+  readonly work: WorkArea | undefined
+  /** Name mutations (create, unlink, rename…) hold the names they change. */
+  readonly names = new PathLocks()
+  readonly #copyCtx: CopyUpContext | undefined
+  readonly #files = new Map<number, OpenFile>()
+  readonly #umask: number
+
+  constructor(branches: readonly BranchSpec[], opts: LayerFsOptions = {}) {
+    this.stack = new BranchStack(branches)
+    this.resolver = new Resolver(this.stack, opts.cacheSize)
+    this.upper = this.stack.upper()
+    this.work = this.upper ? new WorkArea(this.upper.root) : undefined
+    this.#copyCtx = this.upper && this.work
+      ? { resolver: this.resolver, upper: this.upper, work: this.work, inodes: this.inodes, copyLocks: new PathLocks() }
+      : undefined
+    this.#umask = process.umask()
+    this.work?.prepare()
+    this.inodes.setRoot(identityKey(this.resolver.require('/', 'mount')))
+  }
+
+  /** Files currently open through this union. */
+  get openFiles(): number {
+    return this.#files.size
+  }
+
+  // ---- lookup and attributes ------------------------------------------------------------
+
+  /** The merged attributes of `p`. ENOENT, ENOTDIR. */
+  getattr(p: UnionPath): Attr {
+    const res = this.resolver.require(p, 'stat')
+    const st = lstatOrUndefined(res.hits[0]!.host)
+    if (!st) {
+      // Changed underneath (or a racing rename): look once more from scratch.
+      this.resolver.cache.invalidate(p)
+      const again = this.resolver.require(p, 'stat')
+      return this.#attrOf(again, lstatOrUndefined(again.hits[0]!.host) ?? again.hits[0]!.stats)
+    }
+    return this.#attrOf(res, st)
+  }
+
+  /** getattr for the lookup fast path: undefined instead of a thrown ENOENT (no Error built). */
+  tryGetattr(p: UnionPath): Attr | undefined {
+    const res = this.resolver.resolve(p)
+    if (!res) return undefined
+    const st = lstatOrUndefined(res.hits[0]!.host)
+    return st ? this.#attrOf(res, st) : this.getattr(p)
+  }
+
+  #attrOf(res: Resolution, st: fs.Stats): Attr {
+    const ino = this.inodes.numberFor(identityKey(res))
+    // A merged directory's link count is not the sum of its branches: report 1, the
+    // "unknown" value that makes find(1) and fts skip their leaf optimisation.
+    const nlink = st.isDirectory() && res.hits.length > 1 ? 1 : st.nlink
+    return toAttr(st, ino, nlink)
+  }
+
+  /** Attributes of an open file: from its descriptor (it may have been unlinked meanwhile). */
+  fgetattr(p: UnionPath, fh: number): Attr {
+    const f = this.#files.get(fh)
+    if (!f) return this.getattr(p)
+    const st = fs.fstatSync(f.fd)
+    const res = this.resolver.resolve(p)
+    const ino = res ? this.inodes.numberFor(identityKey(res)) : this.inodes.numberFor(hostKey(st))
+    return toAttr(st, ino)
+  }
+
+  /** The visible names of directory `p`, with '.' and '..'. ENOENT, ENOTDIR. */
+  readdir(p: UnionPath): string[] {
+    const res = this.resolver.require(p, 'scandir')
+    if (!isDirResolution(res)) throw new FsError('ENOTDIR', 'scandir', p)
+    return this.#guard('scandir', p, () => ['.', '..', ...listMerged(res)])
+  }
+
+  /** EINVAL when `p` is not a symlink. */
+  readlink(p: UnionPath): string {
+    const res = this.resolver.require(p, 'readlink')
+    if (!res.hits[0]!.stats.isSymbolicLink()) throw new FsError('EINVAL', 'readlink', p)
+    return this.#guard('readlink', p, () => fs.readlinkSync(res.hits[0]!.host))
+  }
+
+  /** Existence check; write access needs a rw branch (EROFS). Permissions: default_permissions. */
+  access(p: UnionPath, mode: number): void {
+    this.resolver.require(p, 'access')
+    if (mode & fs.constants.W_OK && !this.upper) throw new FsError('EROFS', 'access', p)
+  }
+
+  /** The rw branch's file system (the top branch's when there is none). */
+  statfs(): StatFs {
+    const s = fs.statfsSync(this.stack.at(0).root)
+    return {
+      bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail,
+      files: s.files, ffree: s.ffree, namemax: 255,
+    }
+  }
+
+  // ---- files -------------------------------------------------------------------------------
+
+  /**
+   * Opens `p`; returns a handle for read/write/release. Opening for writing (or O_TRUNC) copies
+   * a lower file up first; read-only opens never do. EROFS without a rw branch, EISDIR for a
+   * directory opened for writing.
+   */
+  async open(p: UnionPath, flags: number): Promise<number> {
+    const res = this.resolver.require(p, 'open')
+    const writes = (flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0
+    let host = res.hits[0]!.host
+    if (writes) {
+      if (isDirResolution(res)) throw new FsError('EISDIR', 'open', p)
+      host = await this.#copyUp(p, { truncate: (flags & O_TRUNC) !== 0 }, 'open')
+    }
+    return this.#openHost(p, host, (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW, writes)
+  }
+
+  #openHost(p: UnionPath, host: string, flags: number, writable: boolean, mode?: number): number {
+    const fd = this.#guard('open', p, () => fs.openSync(host, flags, mode))
+    this.#files.set(fd, { fd, path: p, writable })
+    return fd
+  }
+
+  /** Creates and opens a regular file. EEXIST is never returned for a lower-only file: it is opened for writing. */
+  async create(p: UnionPath, mode: number, flags = O_RDWR): Promise<number> {
+    const existing = this.resolver.resolve(p)
+    if (existing) {
+      if (flags & O_EXCL) throw new FsError('EEXIST', 'open', p)
+      return this.open(p, (flags & ~O_CREAT) | (flags & O_ACCMODE ? 0 : O_RDWR))
+    }
+    let fd = -1
+    await this.#createEntry(p, 'open', (host) => {
+      fd = fs.openSync(host, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW, mode & 0o7777)
+      this.#applyMode(host, mode)
+    })
+    this.#files.set(fd, { fd, path: p, writable: true })
+    return fd
+  }
+
+  #handle(fh: number, syscall: string): OpenFile {
+    const f = this.#files.get(fh)
+    if (!f) throw new FsError('EBADF', syscall)
+    return f
+  }
+
+  read(fh: number, buf: Buffer, len: number, pos: number): number {
+    const f = this.#handle(fh, 'read')
+    return this.#guard('read', f.path, () => fs.readSync(f.fd, buf, 0, len, pos))
+  }
+
+  write(fh: number, buf: Buffer, len: number, pos: number): number {
+    const f = this.#handle(fh, 'write')
+    if (!f.writable) throw new FsError('EBADF', 'write', f.path)
+    return this.#guard('write', f.path, () => fs.writeSync(f.fd, buf, 0, len, pos))
+  }
+
+  ftruncate(fh: number, size: number): void {
+    const f = this.#handle(fh, 'ftruncate')
+    if (!f.writable) throw new FsError('EINVAL', 'ftruncate', f.path)
+    this.#guard('ftruncate', f.path, () => fs.ftruncateSync(f.fd, size))
+  }
+
+  fsync(fh: number, datasync: boolean): void {
+    const f = this.#handle(fh, 'fsync')
+    this.#guard('fsync', f.path, () => (datasync ? fs.fdatasyncSync(f.fd) : fs.fsyncSync(f.fd)))
+  }
+
+  /** fsync of a directory: syncs its rw-branch copy, if any. */
+  fsyncdir(p: UnionPath): void {
+    const res = this.resolver.require(p, 'fsync')
+    const top = res.hits[0]!
+    if (top.branch !== this.upper) return
+    this.#guard('fsync', p, () => {
+      const fd = fs.openSync(top.host, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
+      try { fs.fsyncSync(fd) } finally { fs.closeSync(fd) }
+    })
+  }
+
+  release(fh: number): void {
+    const f = this.#files.get(fh)
+    if (!f) return
+    this.#files.delete(fh)
+    this.#guard('close', f.path, () => fs.closeSync(f.fd))
+  }
+
+  /** Closes every open handle (unmount). */
+  releaseAll(): void {
+    for (const fh of [...this.#files.keys()]) this.release(fh)
+  }
+
+  // ---- attribute changes (copy-up first) ----------------------------------------------------
+
+  async truncate(p: UnionPath, size: number): Promise<void> {
+    const res = this.resolver.require(p, 'truncate')
+    if (isDirResolution(res)) throw new FsError('EISDIR', 'truncate', p)
+    const host = await this.#copyUp(p, { truncate: size === 0 }, 'truncate')
+    this.#guard('truncate', p, () => fs.truncateSync(host, size))
+  }
+
+  async chmod(p: UnionPath, mode: number): Promise<void> {
+    const res = this.resolver.require(p, 'chmod')
+    if (res.hits[0]!.stats.isSymbolicLink()) throw new FsError('ENOTSUP', 'chmod', p)
+    const host = await this.#copyUp(p, {}, 'chmod')
+    this.#guard('chmod', p, () => fs.chmodSync(host, mode & 0o7777))
+  }
+
+  /** uid/gid of -1 (or 2^32-1) leave that id unchanged. */
+  async chown(p: UnionPath, uid: number, gid: number): Promise<void> {
+    this.resolver.require(p, 'chown')
+    const host = await this.#copyUp(p, {}, 'chown')
+    this.#guard('chown', p, () => fs.lchownSync(host, uid >>> 0 === 0xffffffff ? -1 : uid, gid >>> 0 === 0xffffffff ? -1 : gid))
+  }
+
+  /** Times in ms since the epoch; `undefined` leaves that time unchanged (UTIME_OMIT). */
+  async utimens(p: UnionPath, atimeMs: number | undefined, mtimeMs: number | undefined): Promise<void> {
+    this.resolver.require(p, 'utime')
+    const host = await this.#copyUp(p, {}, 'utime')
+    this.#guard('utime', p, () => {
+      const st = fs.lstatSync(host)
+      fs.lutimesSync(host, (atimeMs ?? st.atimeMs) / 1000, (mtimeMs ?? st.mtimeMs) / 1000)
+    })
+  }
+
+  // ---- xattrs -------------------------------------------------------------------------------
+
+  /** The value of xattr `name`; ENODATA when absent. */
+  getxattr(p: UnionPath, name: string): Buffer {
+    const res = this.resolver.require(p, 'getxattr')
+    if (isPrivateXattr(name)) throw new FsError('ENODATA', 'getxattr', p)
+    const v = this.#guard('getxattr', p, () => getXattr(res.hits[0]!.host, name))
+    if (v === undefined) throw new FsError('ENODATA', 'getxattr', p)
+    return v
+  }
+
+  listxattr(p: UnionPath): string[] {
+    const res = this.resolver.require(p, 'listxattr')
+    return this.#guard('listxattr', p, () => listXattrs(res.hits[0]!.host)).filter((n) => !isPrivateXattr(n))
+  }
+
+  /** flags: XATTR_CREATE (1) → EEXIST if present, XATTR_REPLACE (2) → ENODATA if absent. */
+  async setxattr(p: UnionPath, name: string, value: Uint8Array, flags = 0): Promise<void> {
+    const res = this.resolver.require(p, 'setxattr')
+    if (isPrivateXattr(name)) throw new FsError('EPERM', 'setxattr', p)
+    if (flags & (XATTR_CREATE | XATTR_REPLACE)) {
+      const present = this.#guard('getxattr', p, () => getXattr(res.hits[0]!.host, name)) !== undefined
+      if (flags & XATTR_CREATE && present) throw new FsError('EEXIST', 'setxattr', p)
+      if (flags & XATTR_REPLACE && !present) throw new FsError('ENODATA', 'setxattr', p)
+    }
+    const host = await this.#copyUp(p, {}, 'setxattr')
+    this.#guard('setxattr', p, () => setXattr(host, name, value))
+  }
+
+  async removexattr(p: UnionPath, name: string): Promise<void> {
+    this.getxattr(p, name) // ENODATA before any copy-up
+    const host = await this.#copyUp(p, {}, 'removexattr')
+    this.#guard('removexattr', p, () => removeXattr(host, name))
+  }
+
+  // ---- names: create ----------------------------------------------------------------------
+
+  async mkdir(p: UnionPath, mode: number): Promise<void> {
+    await this.#createEntry(p, 'mkdir', (host, overWhiteout) => {
+      if (!overWhiteout) {
+        fs.mkdirSync(host, { mode: mode & 0o7777 })
+        this.#applyMode(host, mode)
+        return
+      }
+      // The name was deleted from a lower branch: the new dir is opaque, built in the work area
+      // so it never appears without its marker.
+      const tmp = this.work!.tempPath('mkdir')
+      try {
+        fs.mkdirSync(tmp, { mode: 0o700 })
+        markOpaque(tmp)
+        fs.chmodSync(tmp, mode & 0o7777)
+        fs.renameSync(tmp, host)
+      } catch (e) {
+        this.work!.discard(tmp)
+        throw e
+      }
+    })
+  }
+
+  async symlink(target: string, p: UnionPath): Promise<void> {
+    await this.#createEntry(p, 'symlink', (host) => fs.symlinkSync(target, host))
+  }
+
+  async mknod(p: UnionPath, mode: number, rdev: number): Promise<void> {
+    await this.#createEntry(p, 'mknod', async (host) => {
+      await mknod(host, mode, rdev)
+      this.#applyMode(host, mode)
+    })
+  }
+
+  /** Hard link: copies `src` up once, then links in the rw branch. EPERM for directories. */
+  async link(src: UnionPath, dst: UnionPath): Promise<void> {
+    const res = this.resolver.require(src, 'link')
+    if (isDirResolution(res)) throw new FsError('EPERM', 'link', src)
+    const srcHost = await this.#copyUp(src, {}, 'link')
+    await this.#createEntry(dst, 'link', (host) => fs.linkSync(srcHost, host))
+    this.resolver.cache.invalidate(src)
+  }
+
+  /**
+   * Creates the name `p` in the rw branch with `make(host, overWhiteout)`: parents are copied
+   * up, then `make` runs, then a whiteout of the name is removed (an entry beside its own
+   * whiteout wins, so the name never flickers). EROFS, EINVAL (reserved name), EEXIST, ENOENT/ENOTDIR (parent).
+   */
+  async #createEntry(p: UnionPath, syscall: string, make: (host: string, overWhiteout: boolean) => void | Promise<void>): Promise<void> {
+    const upper = this.#requireUpper(syscall, p)
+    const name = baseName(p)
+    if (p === '/' ) throw new FsError('EEXIST', syscall, p)
+    if (isReservedName(name)) throw new FsError('EINVAL', syscall, p)
+    await this.names.run(p, async () => {
+      if (this.resolver.resolve(p)) throw new FsError('EEXIST', syscall, p)
+      const parent = this.resolver.require(parentOf(p), syscall)
+      if (!isDirResolution(parent)) throw new FsError('ENOTDIR', syscall, p)
+      const parentHost = await this.#copyUpDirs(parentOf(p), syscall)
+      const overWhiteout = hasWhiteout(parentHost, name)
+      const host = upper.host(p)
+      try {
+        await mutate(syscall, host, () => make(host, overWhiteout))
+        if (overWhiteout) removeWhiteout(parentHost, name)
+      } catch (e) {
+        rethrow(e, syscall, p)
+      } finally {
+        this.resolver.cache.invalidate(p, { subtree: true })
+      }
+    })
+  }
+
+  /** The kernel applied the caller's umask already; undo the daemon's own, if it has one. */
+  #applyMode(host: string, mode: number): void {
+    if (this.#umask & mode & 0o7777) fs.chmodSync(host, mode & 0o7777)
+  }
+
+  // ---- names: delete --------------------------------------------------------------------------
+
+  /** Removes a non-directory; whites it out when a lower branch still supplies it. EISDIR for dirs. */
+  async unlink(p: UnionPath): Promise<void> {
+    this.#requireUpper('unlink', p)
+    await this.names.run(p, async () => {
+      const res = this.resolver.require(p, 'unlink')
+      if (isDirResolution(res)) throw new FsError('EISDIR', 'unlink', p)
+      await this.#removeName(p, res, 'unlink')
+    })
+  }
+
+  /** Removes a directory that is empty in the merged view (whiteouts below do not count). */
+  async rmdir(p: UnionPath): Promise<void> {
+    this.#requireUpper('rmdir', p)
+    if (p === '/') throw new FsError('EBUSY', 'rmdir', p)
+    await this.names.run(p, async () => {
+      const res = this.resolver.require(p, 'rmdir')
+      if (!isDirResolution(res)) throw new FsError('ENOTDIR', 'rmdir', p)
+      if (listMerged(res).length > 0) throw new FsError('ENOTEMPTY', 'rmdir', p)
+      await this.#removeName(p, res, 'rmdir')
+    })
+  }
+
+  /**
+   * Makes `p` disappear from the merged view. Order keeps every step consistent on disk:
+   * (1) the whiteout first (beside the rw entry, the entry still wins); (2) then the rw entry
+   * goes (a directory is first moved into the work area, so it vanishes in one rename).
+   * Caller holds the name lock of `p`.
+   */
+  async #removeName(p: UnionPath, res: Resolution, syscall: string): Promise<void> {
+    const upper = this.upper!
+    const top = res.hits[0]!
+    try {
+      const needsWhiteout = this.resolver.lowerSupplies(p)
+      if (top.branch === upper) {
+        if (needsWhiteout) createWhiteout(upper.host(parentOf(p)), baseName(p))
+        if (isDirResolution(res)) this.#discardUpperDir(top.host)
+        else mutate('unlink', top.host, () => fs.unlinkSync(top.host))
+      } else {
+        const parentHost = await this.#copyUpDirs(parentOf(p), syscall)
+        createWhiteout(parentHost, baseName(p))
+      }
+    } catch (e) {
+      rethrow(e, syscall, p)
+    } finally {
+      this.resolver.cache.invalidate(p, { subtree: isDirResolution(res) })
+      this.resolver.cache.invalidate(parentOf(p))
+    }
+  }
+
+  /** Moves a rw-branch directory into the work area in one rename, then deletes it there. */
+  #discardUpperDir(host: string): void {
+    const tmp = this.work!.tempPath('rmdir')
+    mutate('rename to work', host, () => fs.renameSync(host, tmp))
+    this.work!.discard(tmp)
+  }
+
+  // ---- names: rename --------------------------------------------------------------------------
+
+  /**
+   * rename(2) through the union. Files and symlinks: copy-up, rename in the rw branch, a
+   * whiteout for the old name when a lower branch still has it. Directories with lower content
+   * are copied (merged view, data by reflink/copy_file_range) into the work area, made opaque,
+   * and renamed into place (union-contract.md "Rename": no EXDEV).
+   */
+  async rename(src: UnionPath, dst: UnionPath): Promise<void> {
+    const upper = this.#requireUpper('rename', src)
+    if (isReservedName(baseName(dst))) throw new FsError('EINVAL', 'rename', dst)
+    if (src === '/' || dst === '/') throw new FsError('EBUSY', 'rename', src)
+    if (src === dst) { this.resolver.require(src, 'rename'); return }
+    if (isWithin(dst, src)) throw new FsError('EINVAL', 'rename', dst)
+    await this.names.runAll([src, dst], async () => {
+      const sres = this.resolver.require(src, 'rename')
+      const dres = this.resolver.resolve(dst)
+      const srcIsDir = isDirResolution(sres)
+      if (dres) {
+        const dstIsDir = isDirResolution(dres)
+        if (srcIsDir && !dstIsDir) throw new FsError('ENOTDIR', 'rename', dst)
+        if (!srcIsDir && dstIsDir) throw new FsError('EISDIR', 'rename', dst)
+        if (dstIsDir && listMerged(dres).length > 0) throw new FsError('ENOTEMPTY', 'rename', dst)
+      }
+      const dstParent = this.resolver.require(parentOf(dst), 'rename')
+      if (!isDirResolution(dstParent)) throw new FsError('ENOTDIR', 'rename', dst)
+      try {
+        const dstParentHost = await this.#copyUpDirs(parentOf(dst), 'rename')
+        const srcHasLower = sres.hits.some((h) => h.branch !== upper)
+        let srcHost: string
+        let built: string | undefined
+        if (srcIsDir && srcHasLower) {
+          built = await this.#buildMergedCopy(sres)
+          srcHost = built
+        } else if (srcIsDir) {
+          srcHost = sres.hits[0]!.host
+        } else {
+          srcHost = await this.#copyUp(src, {}, 'rename')
+        }
+        const dstHost = upper.host(dst)
+        const dstName = baseName(dst)
+        // A directory landing where a lower branch has (or had) the name must hide it.
+        if (srcIsDir && !built && (hasWhiteout(dstParentHost, dstName) || this.#lowerHasName(dst))) markOpaque(srcHost)
+        if (dres && isDirResolution(dres) && dres.hits[0]!.branch === upper) this.#discardUpperDir(dres.hits[0]!.host)
+        // The old name's rw entry, if any (a file was just copied up; a lower-only dir has none).
+        const srcUpperHost = !srcIsDir ? srcHost : sres.hits[0]!.branch === upper ? sres.hits[0]!.host : undefined
+        const srcNeedsWhiteout = this.resolver.lowerSupplies(src)
+        const srcParentHost = srcNeedsWhiteout ? await this.#copyUpDirs(parentOf(src), 'rename') : ''
+        // Whiteout before the rename when a rw entry still shadows it, so the old name never
+        // shows the lower entry; after it otherwise, so the content is never invisible.
+        if (srcNeedsWhiteout && srcUpperHost) createWhiteout(srcParentHost, baseName(src))
+        mutate('rename', dstHost, () => fs.renameSync(srcHost, dstHost))
+        removeWhiteout(dstParentHost, dstName)
+        if (built && srcUpperHost) this.#discardUpperDir(srcUpperHost)
+        if (srcNeedsWhiteout && !srcUpperHost) createWhiteout(srcParentHost, baseName(src))
+      } catch (e) {
+        rethrow(e, 'rename', src)
+      } finally {
+        this.resolver.cache.invalidate(src, { subtree: srcIsDir })
+        this.resolver.cache.invalidate(dst, { subtree: true })
+        this.resolver.cache.invalidate(parentOf(src))
+        this.resolver.cache.invalidate(parentOf(dst))
+      }
+    })
+  }
+
+  /** Whether any lower branch holds an entry named like `p` in its parent's merged dirs. */
+  #lowerHasName(p: UnionPath): boolean {
+    const parent = this.resolver.resolve(parentOf(p))
+    if (!parent) return false
+    return parent.hits.some((h) => !h.branch.writable && lstatOrUndefined(h.host + '/' + baseName(p)) !== undefined)
+  }
+
+  /**
+   * Copies the merged tree of directory `res` into a new opaque directory in the work area and
+   * returns its host path. Data is copied by the kernel (reflink or copy_file_range).
+   */
+  async #buildMergedCopy(res: Resolution): Promise<string> {
+    const tmp = this.work!.tempPath('rename')
+    try {
+      await this.#copyMergedDir(res, tmp)
+      markOpaque(tmp)
+      return tmp
+    } catch (e) {
+      this.work!.discard(tmp)
+      throw e
+    }
+  }
+
+  async #copyMergedDir(res: Resolution, dstHost: string): Promise<void> {
+    const top = res.hits[0]!
+    fs.mkdirSync(dstHost, { mode: 0o700 })
+    for (const name of listMerged(res)) {
+      const child = this.resolver.require(joinUnion(res.path, name), 'rename')
+      const hit = child.hits[0]!
+      const to = dstHost + '/' + name
+      if (isDirResolution(child)) await this.#copyMergedDir(child, to)
+      else {
+        const st = fs.lstatSync(hit.host)
+        if (st.isFile()) await copyFileData(hit.host, to)
+        else if (st.isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(hit.host), to)
+        else await mknod(to, st.mode, st.rdev)
+        copyAttrs(hit.host, st, to)
+        this.inodes.alias(hostKey(fs.lstatSync(to)), identityKey(child))
+      }
+    }
+    copyAttrs(top.host, fs.lstatSync(top.host), dstHost)
+    this.inodes.alias(hostKey(fs.lstatSync(dstHost)), identityKey(res))
+  }
+
+  // ---- helpers ------------------------------------------------------------------------------
+
+  #requireUpper(syscall: string, p: UnionPath): Branch {
+    if (!this.upper) throw new FsError('EROFS', syscall, p)
+    return this.upper
+  }
+
+  async #copyUp(p: UnionPath, opts: { truncate?: boolean }, syscall: string): Promise<string> {
+    if (!this.#copyCtx) throw new FsError('EROFS', syscall, p)
+    return copyUp(this.#copyCtx, p, opts)
+  }
+
+  async #copyUpDirs(dir: UnionPath, syscall: string): Promise<string> {
+    if (!this.#copyCtx) throw new FsError('EROFS', syscall, dir)
+    const host = await copyUpDirChain(this.#copyCtx, dir)
+    return host
+  }
+
+  /** Runs branch I/O and re-throws its failure with the union path (code and cause kept). */
+  #guard<T>(syscall: string, p: UnionPath | undefined, fn: () => T): T {
+    try {
+      return fn()
+    } catch (e) {
+      rethrow(e, syscall, p ?? '')
+    }
+  }
+}
+
+/** Normalizes a path given by a user of the API ('a/b', '/a/b/') to a union path. */
+export function toUnionPath(p: string, syscall?: string): UnionPath {
+  return normalizeUnionPath(p.startsWith('/') ? p : '/' + p, syscall)
+}

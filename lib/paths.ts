@@ -1,0 +1,49 @@
+// Union paths ('/a/b', always absolute, normalized) and their checks; no I/O.
+import { FsError } from './errors.js'
+
+/** A path inside the union, as FUSE hands it over: '/' or '/a/b'. */
+export type UnionPath = string
+
+const NAME_MAX = 255
+
+/**
+ * Validates and normalizes a union path. Throws EINVAL for NUL bytes, '.' or '..' components
+ * and relative paths, ENAMETOOLONG for a component over NAME_MAX bytes.
+ */
+export function normalizeUnionPath(p: string, syscall = 'lookup'): UnionPath {
+  if (typeof p !== 'string' || !p.startsWith('/') || p.includes('\0')) throw new FsError('EINVAL', syscall, p)
+  const parts = p.split('/').filter((s) => s !== '')
+  for (const part of parts) {
+    if (part === '.' || part === '..') throw new FsError('EINVAL', syscall, p)
+    if (Buffer.byteLength(part) > NAME_MAX) throw new FsError('ENAMETOOLONG', syscall, p)
+  }
+  return parts.length === 0 ? '/' : '/' + parts.join('/')
+}
+
+export function parentOf(p: UnionPath): UnionPath {
+  const i = p.lastIndexOf('/')
+  return i <= 0 ? '/' : p.slice(0, i)
+}
+
+export function baseName(p: UnionPath): string {
+  return p.slice(p.lastIndexOf('/') + 1)
+}
+
+export function joinUnion(dir: UnionPath, name: string): UnionPath {
+  return dir === '/' ? '/' + name : dir + '/' + name
+}
+
+/** True when `p` is `dir` or lies below it. */
+export function isWithin(p: UnionPath, dir: UnionPath): boolean {
+  return dir === '/' || p === dir || p.startsWith(dir + '/')
+}
+
+/** '/a/b/c' → ['/a', '/a/b', '/a/b/c']. */
+export function ancestorsAndSelf(p: UnionPath): UnionPath[] {
+  if (p === '/') return []
+  const out: UnionPath[] = []
+  let i = 0
+  while ((i = p.indexOf('/', i + 1)) !== -1) out.push(p.slice(0, i))
+  out.push(p)
+  return out
+}

@@ -1,0 +1,27 @@
+// I/O of markers in the rw branch: create/remove whiteouts, mark a directory opaque.
+import { fs, lstatOrUndefined, mutate } from '../fs.js'
+import { OPAQUE_MARKER, whiteoutNameFor } from './encoding.js'
+
+/** Writes `.wh.NAME` in the host directory `dir` (an empty 0600 file, as aufs and OCI tools do). */
+export function createWhiteout(dir: string, name: string): void {
+  const host = dir + '/' + whiteoutNameFor(name)
+  mutate('whiteout', host, () => fs.writeFileSync(host, '', { mode: 0o600 }))
+}
+
+/** Removes `.wh.NAME` in `dir` if present; returns whether there was one. */
+export function removeWhiteout(dir: string, name: string): boolean {
+  const host = dir + '/' + whiteoutNameFor(name)
+  if (!lstatOrUndefined(host)) return false
+  mutate('unlink whiteout', host, () => fs.rmSync(host, { force: true }))
+  return true
+}
+
+export function hasWhiteout(dir: string, name: string): boolean {
+  return lstatOrUndefined(dir + '/' + whiteoutNameFor(name)) !== undefined
+}
+
+/** Writes the opaque marker into the host directory `dir`. */
+export function markOpaque(dir: string): void {
+  const host = dir + '/' + OPAQUE_MARKER
+  mutate('mark opaque', host, () => fs.writeFileSync(host, '', { mode: 0o600 }))
+}
