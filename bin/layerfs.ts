@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+// The layerfs command line: argument parsing only; the commands live in lib/cli/.
+import { readFileSync } from 'node:fs'
+import { Command, Option } from 'commander'
+import { mountCommand, umountCommand } from '../lib/cli/commands.js'
+import { HELP_FOOTER } from '../lib/cli/help.js'
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v]
+const program = new Command('layerfs')
+  .description('A union filesystem over FUSE: ordered read-only branches, one rw branch on top.')
+  .version(pkg.version)
+  .addHelpText('after', HELP_FOOTER)
+  .showHelpAfterError('(run layerfs --help for usage)')
+
+program
+  .command('mount')
+  .description('mount BRANCHES (top first, e.g. A:B or A=rw:B=ro) at MOUNTPOINT')
+  .argument('<args...>', '[BRANCHES] MOUNTPOINT (BRANCHES may come from -o lowerdir= instead)')
+  .option('-f, --foreground', 'serve in the foreground until unmounted or signalled')
+  .option('--upper <dir>', 'put a rw branch DIR on top of an all-ro stack (created if missing)')
+  .option('-o <options>', 'mount options: lowerdir=L2:L1,upperdir=U,workdir=W,ro (repeatable)', collect)
+  .option('--no-allow-other', 'do not share the mount with other users (root shares by default)')
+  .option('--entry-timeout <s>', 'kernel name cache lifetime in seconds (default 60)')
+  .option('--attr-timeout <s>', 'kernel attribute cache lifetime in seconds (default 60)')
+  .option('--negative-timeout <s>', 'kernel cache lifetime of missing names in seconds (default 60)')
+  .option('--debug', 'trace every FUSE operation on stderr')
+  .addOption(new Option('--ipc').hideHelp())
+  .action(async (args: string[], opts) => {
+    const raw = process.argv.slice(process.argv.indexOf('mount') + 1)
+    process.exitCode = await mountCommand(args, opts, raw)
+    if (!opts.foreground || process.exitCode !== 0) return
+    process.exit(process.exitCode)
+  })
+
+program
+  .command('umount')
+  .alias('unmount')
+  .description('unmount MOUNTPOINT and wait for its daemon to exit')
+  .argument('<mountpoint>')
+  .option('-l, --lazy', 'detach now even if busy; the daemon exits when the last file closes')
+  .action(async (mnt: string, opts) => {
+    process.exitCode = await umountCommand(mnt, opts)
+  })
+
+await program.parseAsync(process.argv)

@@ -1,0 +1,53 @@
+// Where running daemons are recorded (pid per mount point), so `layerfs umount` can wait for
+// the daemon to exit. Root: /run/layerfs; others: $TMPDIR/layerfs-UID; LAYERFS_RUN_DIR overrides.
+import { createHash } from 'node:crypto'
+import * as os from 'node:os'
+import { fs } from '../fs.js'
+
+export interface MountRecord {
+  readonly pid: number
+  readonly mountpoint: string
+  readonly branches: readonly { path: string; mode: string }[]
+  readonly started: string
+}
+
+export function runDir(): string {
+  if (process.env.LAYERFS_RUN_DIR) return process.env.LAYERFS_RUN_DIR
+  return process.getuid?.() === 0 ? '/run/layerfs' : `${os.tmpdir()}/layerfs-${process.getuid?.() ?? 0}`
+}
+
+function fileFor(mountpoint: string, ext: string): string {
+  return `${runDir()}/${createHash('sha1').update(mountpoint).digest('hex').slice(0, 16)}.${ext}`
+}
+
+/** The daemon's log file for a mount point (stderr of a background daemon). */
+export function logFileFor(mountpoint: string): string {
+  fs.mkdirSync(runDir(), { recursive: true, mode: 0o700 })
+  return fileFor(mountpoint, 'log')
+}
+
+export function writeRecord(rec: MountRecord): void {
+  fs.mkdirSync(runDir(), { recursive: true, mode: 0o700 })
+  fs.writeFileSync(fileFor(rec.mountpoint, 'json'), JSON.stringify(rec, null, 2) + '\n', { mode: 0o600 })
+}
+
+export function readRecord(mountpoint: string): MountRecord | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(fileFor(mountpoint, 'json'), 'utf8')) as MountRecord
+  } catch {
+    return undefined
+  }
+}
+
+export function removeRecord(mountpoint: string): void {
+  fs.rmSync(fileFor(mountpoint, 'json'), { force: true })
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}

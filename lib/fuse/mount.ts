@@ -1,0 +1,99 @@
+// Mount lifecycle: mount a LayerFs through fuse-native with tuned options, notice when the mount
+// goes away (umount from outside), unmount on request.
+import type { LayerFs } from '../layerfs.js'
+import { fs } from '../fs.js'
+import { createLogger } from '../log.js'
+import { ConfigError, isMountpoint } from '../options.js'
+import { makeFuseOps } from './adapter.js'
+import { loadFuse, type FuseInstance } from './binding.js'
+import { unmountPath, type UnmountOptions } from './unmount.js'
+
+const log = createLogger('layerfs:mount')
+
+export interface ServeOptions {
+  /** Share the mount with every user (as root: on by default, with default_permissions). */
+  readonly allowOther?: boolean
+  /** Kernel cache lifetimes in seconds (docs/design.md "Caching"). */
+  readonly entryTimeout?: number
+  readonly attrTimeout?: number
+  readonly negativeTimeout?: number
+  /** libfuse's own request trace on stderr. */
+  readonly fuseDebug?: boolean
+}
+
+export interface ServedMount {
+  readonly mountpoint: string
+  readonly core: LayerFs
+  /** Resolves when the mount point is no longer mounted (by unmount() or from outside). */
+  readonly closed: Promise<void>
+  unmount(opts?: UnmountOptions): Promise<void>
+}
+
+/** Seconds. All changes go through the daemon, which the kernel sees, so long lifetimes are safe. */
+export const DEFAULT_TIMEOUTS = { entry: 60, attr: 60, negative: 60 }
+
+/**
+ * Operations that may copy a whole file up: no fuse-native timeout (its 15 s default would
+ * answer ETIMEDOUT in the middle of a large copy). Everything else: 30 s, a bug guard.
+ */
+const UNBOUNDED_OPS = ['open', 'create', 'truncate', 'rename', 'link', 'chmod', 'chown', 'utimens', 'setxattr', 'removexattr']
+
+/**
+ * Serves `core` at `mountpoint` (a checked, real path) in this process. The caller must not
+ * touch the mount synchronously from this process (style guide §4.4).
+ * Throws ConfigError ENODEV without /dev/fuse, ENOSYS without libfuse2.
+ */
+export async function serve(core: LayerFs, mountpoint: string, opts: ServeOptions = {}): Promise<ServedMount> {
+  if (!fs.existsSync('/dev/fuse')) throw new ConfigError('ENODEV', '/dev/fuse is missing: load the fuse module (modprobe fuse) or pass the device in')
+  const { Fuse, setUnmount } = loadFuse()
+  // fuse-native's own close path calls this after we unmounted: tolerate 'not mounted'.
+  setUnmount((mnt) => (isMountpoint(mnt) ? unmountPath(mnt) : Promise.resolve()))
+  const root = process.getuid?.() === 0
+  const allowOther = opts.allowOther ?? root
+  const extra = [
+    'use_ino', // our inode numbers, stable across copy-up, instead of libfuse's
+    'big_writes', 'max_write=131072', 'max_read=131072',
+    `negative_timeout=${opts.negativeTimeout ?? DEFAULT_TIMEOUTS.negative}`,
+    'default_permissions', // the kernel checks permissions against the merged attributes
+  ]
+  if (!core.upper) extra.push('ro')
+  const timeout: Record<string, number | false> = { default: 30_000 }
+  for (const op of UNBOUNDED_OPS) timeout[op] = false
+  const fuse: FuseInstance = new Fuse(mountpoint, makeFuseOps(core), {
+    fsname: 'layerfs', subtype: 'layerfs', allowOther, kernelCache: true,
+    entryTimeout: opts.entryTimeout ?? DEFAULT_TIMEOUTS.entry,
+    attrTimeout: opts.attrTimeout ?? DEFAULT_TIMEOUTS.attr,
+    debug: opts.fuseDebug ?? false,
+    timeout, extraOptions: extra,
+  })
+  await new Promise<void>((resolve, reject) => {
+    fuse.mount((err) => (err ? reject(new ConfigError('EIO', `mount on '${mountpoint}' failed: ${err.message}`)) : resolve()))
+  })
+  log.debug('mounted %s', mountpoint)
+
+  let onClosed!: () => void
+  const closed = new Promise<void>((r) => (onClosed = r))
+  // Notice an unmount done from outside (umount, fusermount -u): fuse-native does not report it.
+  const poll = setInterval(() => {
+    if (!isMountpoint(mountpoint)) finish()
+  }, 250)
+  poll.unref()
+  let finished = false
+  function finish(): void {
+    if (finished) return
+    finished = true
+    clearInterval(poll)
+    core.releaseAll()
+    onClosed()
+  }
+  return {
+    mountpoint, core, closed,
+    async unmount(uopts?: UnmountOptions) {
+      if (isMountpoint(mountpoint)) {
+        await unmountPath(mountpoint, uopts)
+        await new Promise<void>((resolve) => fuse.unmount(() => resolve())).catch(() => undefined)
+      }
+      finish()
+    },
+  }
+}
