@@ -161,11 +161,14 @@ export function resolveStack(req: StackRequest): BranchSpec[] {
     }
   }
   if (req.mountpoint !== undefined) {
-    const mnt = req.skipMountpointCheck ? path.resolve(req.mountpoint) : checkMountpoint(req.mountpoint)
+    // Nesting first: a branch inside the mount point also makes it non-empty, and the
+    // nesting is the precise complaint.
+    const mnt = req.skipMountpointCheck ? path.resolve(req.mountpoint) : realDir(req.mountpoint, 'mount point')
     for (const s of specs) {
       if (inside(s.path, mnt)) throw new ConfigError('ELOOP', `branch '${s.path}' is inside the mount point '${mnt}'`)
       if (inside(mnt, s.path)) throw new ConfigError('ELOOP', `mount point '${mnt}' is inside branch '${s.path}'`)
     }
+    if (!req.skipMountpointCheck) checkMountpoint(mnt)
   }
   return specs
 }

@@ -1,0 +1,194 @@
+// The core's operations against real temp-dir branches (no FUSE): the merged view and the
+// exact content of every branch on disk after each operation.
+import * as fs from 'node:fs'
+import { afterEach, describe, expect, it } from 'vitest'
+import { LayerFs } from '../../lib/layerfs.js'
+import { UnionView } from '../../lib/union-view.js'
+import { file, hashTree, makeFixture, snapshot, symlink, upperSnapshot, type Fixture, type Tree } from '../helpers/fixture.js'
+
+let fx: Fixture | undefined
+afterEach(() => fx?.cleanup())
+
+function setup(upper: Tree, ...lowers: Tree[]): { view: UnionView; core: LayerFs; up: string; low: (i: number) => string } {
+  fx = makeFixture({ U: upper, ...Object.fromEntries(lowers.map((t, i) => [`L${i}`, t])) })
+  const spec = ['U=rw', ...lowers.map((_, i) => `L${i}=ro`)].map((s) => fx!.dir(s.split('=')[0]!) + '=' + s.split('=')[1]).join(':')
+  const view = new UnionView(spec)
+  return { view, core: view.core, up: fx.dir('U'), low: (i) => fx!.dir(`L${i}`) }
+}
+
+describe('LayerFs: reads', () => {
+  it('stats, lists and reads the merged view', async () => {
+    const { view } = setup({ a: 'A' }, { a: 'low', b: 'B', d: { x: 'X' } })
+    expect((await view.readdir('/')).sort()).toEqual(['a', 'b', 'd'])
+    expect(await view.readFile('/a', 'utf8')).toBe('A')
+    expect(await view.readFile('/d/x', 'utf8')).toBe('X')
+    expect((await view.lstat('/d')).isDirectory()).toBe(true)
+    await expect(view.lstat('/nope')).rejects.toMatchObject({ code: 'ENOENT' })
+    await expect(view.lstat('/a/below')).rejects.toMatchObject({ code: 'ENOTDIR' })
+  })
+  it('never copies up on a read-only open', async () => {
+    const { view, up } = setup({}, { f: 'low' })
+    await view.readFile('/f')
+    expect(upperSnapshot(up)).toEqual([])
+  })
+  it('follows symlinks inside the union for stat, never outside it', async () => {
+    const { view } = setup({}, { l: symlink('/d/t'), d: { t: 'T' }, up: symlink('../../../../etc/passwd') })
+    expect(await view.readFile('/l', 'utf8')).toBe('T')
+    await expect(view.readFile('/up')).rejects.toMatchObject({ code: 'ENOENT' }) // clamped at the union root
+  })
+})
+
+describe('LayerFs: copy-up (union-contract.md "Writes")', () => {
+  it('copies data, mode, times and xattrs; parents get the merged attrs', async () => {
+    const { view, up, low } = setup({}, { d: { e: { f: file('data', 0o640, 1_000_000) } } })
+    fs.chmodSync(low(0) + '/d/e', 0o750)
+    fs.utimesSync(low(0) + '/d/e', 2_000_000, 2_000_000)
+    const before = hashTree(low(0))
+    await view.setxattr('/d/e/f', 'user.k', 'v')
+    expect(hashTree(low(0))).toBe(before)
+    const st = fs.lstatSync(up + '/d/e/f')
+    expect(st.mode & 0o7777).toBe(0o640)
+    expect(Math.round(st.mtimeMs / 1000)).toBe(1_000_000)
+    expect(fs.readFileSync(up + '/d/e/f', 'utf8')).toBe('data')
+    expect((await view.getxattr('/d/e/f', 'user.k')).toString()).toBe('v')
+    expect(fs.lstatSync(up + '/d/e').mode & 0o7777).toBe(0o750)
+    expect(Math.round(fs.lstatSync(up + '/d/e').mtimeMs / 1000)).toBe(2_000_000) // restored after linking f in
+    expect(fs.readdirSync(up + '/.wh..wh.layerfs.work')).toEqual([]) // nothing left in the work area
+  })
+  it('keeps the inode number across copy-up', async () => {
+    const { core } = setup({}, { f: 'x' })
+    const ino = core.getattr('/f').ino
+    await core.chmod('/f', 0o600)
+    expect(core.getattr('/f').ino).toBe(ino)
+  })
+  it('O_TRUNC copy-up skips the data; racing writers copy once', async () => {
+    const { core, up } = setup({}, { f: 'lower content' })
+    const fhs = await Promise.all([core.open('/f', fs.constants.O_WRONLY), core.open('/f', fs.constants.O_RDWR)])
+    for (const fh of fhs) core.release(fh)
+    expect(fs.readFileSync(up + '/f', 'utf8')).toBe('lower content')
+    const { core: c2, up: up2 } = setup({}, { g: 'lower content' })
+    c2.release(await c2.open('/g', fs.constants.O_WRONLY | fs.constants.O_TRUNC))
+    expect(fs.readFileSync(up2 + '/g', 'utf8')).toBe('')
+  })
+  it('copies symlinks as symlinks', async () => {
+    const { core, up } = setup({}, { l: symlink('target/elsewhere') })
+    await core.chown('/l', 0, 0)
+    expect(fs.readlinkSync(up + '/l')).toBe('target/elsewhere')
+  })
+  it('refuses every write on a read-only stack with EROFS', async () => {
+    fx = makeFixture({ A: { f: 'x' } })
+    const view = new UnionView(fx.dir('A') + '=ro')
+    for (const op of [() => view.writeFile('/f', 'y'), () => view.unlink('/f'), () => view.mkdir('/d'), () => view.chmod('/f', 0o600), () => view.rename('/f', '/g')]) {
+      await expect(op()).rejects.toMatchObject({ code: 'EROFS' })
+    }
+  })
+})
+
+describe('LayerFs: create and delete', () => {
+  it('unlink of a lower file writes a whiteout; of an rw-only file none', async () => {
+    const { view, up, low } = setup({ mine: 'm' }, { f: 'low' })
+    const before = hashTree(low(0))
+    await view.unlink('/f')
+    await view.unlink('/mine')
+    expect(upperSnapshot(up)).toEqual(['.wh.f = ""'])
+    expect(await view.readdir('/')).toEqual([])
+    expect(hashTree(low(0))).toBe(before)
+  })
+  it('unlink of a copied-up file removes the copy and whites out the lower one', async () => {
+    const { view, up } = setup({}, { f: 'low' })
+    await view.writeFile('/f', 'new')
+    await view.unlink('/f')
+    expect(upperSnapshot(up)).toEqual(['.wh.f = ""'])
+  })
+  it('creating over a whiteout removes it; a dir created there is opaque', async () => {
+    const { view, up } = setup({}, { f: 'low', d: { old: 'x' } })
+    await view.unlink('/f')
+    await view.rm('/d', { recursive: true })
+    expect(upperSnapshot(up)).toEqual(['.wh.d = ""', '.wh.f = ""'])
+    await view.writeFile('/f', 'again')
+    await view.mkdir('/d')
+    expect(upperSnapshot(up)).toEqual(['d/', 'd/.wh..wh..opq = ""', 'f = "again"'])
+    expect(await view.readdir('/d')).toEqual([])
+  })
+  it('rmdir: ENOTEMPTY while a visible entry is left, succeeds over whited-out entries', async () => {
+    const { view, up } = setup({}, { d: { a: '1', b: '2' } })
+    await expect(view.rmdir('/d')).rejects.toMatchObject({ code: 'ENOTEMPTY' })
+    await view.unlink('/d/a')
+    await view.unlink('/d/b')
+    await view.rmdir('/d')
+    expect(upperSnapshot(up)).toEqual(['.wh.d = ""'])
+    await expect(view.lstat('/d/a')).rejects.toMatchObject({ code: 'ENOENT' })
+  })
+  it('reserves .wh. names: EINVAL to create or rename to, ENOENT to look up', async () => {
+    const { view, up } = setup({}, { '.wh.x': '', f: 'x' })
+    await expect(view.writeFile('/.wh.y', 'z')).rejects.toMatchObject({ code: 'EINVAL' })
+    await expect(view.mkdir('/.wh.d')).rejects.toMatchObject({ code: 'EINVAL' })
+    await expect(view.rename('/f', '/.wh.f')).rejects.toMatchObject({ code: 'EINVAL' })
+    await expect(view.lstat('/.wh.x')).rejects.toMatchObject({ code: 'ENOENT' })
+    expect(upperSnapshot(up)).toEqual([])
+  })
+  it('EEXIST, ENOENT parent, ENOTDIR parent', async () => {
+    const { view } = setup({}, { f: 'x' })
+    await expect(view.mkdir('/f')).rejects.toMatchObject({ code: 'EEXIST' })
+    await expect(view.mkdir('/no/such')).rejects.toMatchObject({ code: 'ENOENT' })
+    await expect(view.mkdir('/f/sub')).rejects.toMatchObject({ code: 'ENOTDIR' })
+  })
+  it('hard links a lower file by copying it up once', async () => {
+    const { core, view, up } = setup({}, { f: 'x' })
+    await view.link('/f', '/g')
+    expect(fs.lstatSync(up + '/f').ino).toBe(fs.lstatSync(up + '/g').ino)
+    expect(core.getattr('/f').ino).toBe(core.getattr('/g').ino)
+    expect(core.getattr('/g').nlink).toBe(2)
+  })
+})
+
+describe('LayerFs: rename', () => {
+  it('renames a lower file: copy-up, rename, whiteout for the old name', async () => {
+    const { view, up, low } = setup({}, { f: 'data' })
+    const before = hashTree(low(0))
+    await view.rename('/f', '/g')
+    expect(upperSnapshot(up)).toEqual(['.wh.f = ""', 'g = "data"'])
+    expect(await view.readdir('/')).toEqual(['g'])
+    expect(hashTree(low(0))).toBe(before)
+  })
+  it('renames over an existing lower file and an rw file', async () => {
+    const { view, up } = setup({ mine: 'm' }, { a: 'A', b: 'B' })
+    await view.rename('/a', '/b')
+    await view.rename('/b', '/mine')
+    expect(upperSnapshot(up)).toEqual(['.wh.a = ""', '.wh.b = ""', 'mine = "A"'])
+  })
+  it('renames a directory with lower content: full merged content, old name gone, opaque new name', async () => {
+    const { view, up, low } = setup({ d: { top: 't', '.wh.gone': '' } }, { d: { low: 'l', gone: 'g', sub: { deep: 'x' } } })
+    const before = hashTree(low(0))
+    await view.rename('/d', '/e')
+    expect((await view.readdir('/e')).sort()).toEqual(['low', 'sub', 'top'])
+    expect(await view.readFile('/e/sub/deep', 'utf8')).toBe('x')
+    await expect(view.lstat('/d')).rejects.toMatchObject({ code: 'ENOENT' })
+    expect(upperSnapshot(up)).toEqual(['.wh.d = ""', 'e/', 'e/.wh..wh..opq = ""', 'e/low = "l"', 'e/sub/', 'e/sub/deep = "x"', 'e/top = "t"'])
+    expect(hashTree(low(0))).toBe(before)
+  })
+  it('renames an rw-only directory in place, opaque when it lands on a lower name', async () => {
+    const { view, up } = setup({ d: { f: '1' } }, { e: { stale: 's' } })
+    await view.rm('/e', { recursive: true })
+    await view.rename('/d', '/e')
+    expect(await view.readdir('/e')).toEqual(['f'])
+    expect(upperSnapshot(up)).toEqual(['e/', 'e/.wh..wh..opq = ""', 'e/f = "1"'])
+  })
+  it('refuses dir over non-empty dir, dir into itself, file over dir', async () => {
+    const { view } = setup({}, { d: { x: '1' }, e: { y: '2' }, f: 'x' })
+    await expect(view.rename('/d', '/e')).rejects.toMatchObject({ code: 'ENOTEMPTY' })
+    await expect(view.rename('/d', '/d/in')).rejects.toMatchObject({ code: 'EINVAL' })
+    await expect(view.rename('/f', '/d')).rejects.toMatchObject({ code: 'EISDIR' })
+    await expect(view.rename('/d', '/f')).rejects.toMatchObject({ code: 'ENOTDIR' })
+  })
+})
+
+describe('LayerFs: work area', () => {
+  it('is cleaned at start-up and never listed', () => {
+    fx = makeFixture({ U: { '.wh..wh.layerfs.work': { 'copyup-1-1': 'half' } }, L: {} })
+    const view = new UnionView(`${fx.dir('U')}:${fx.dir('L')}`)
+    expect(fs.readdirSync(fx.dir('U') + '/.wh..wh.layerfs.work')).toEqual([])
+    expect(view.core.readdir('/')).toEqual(['.', '..'])
+    expect(snapshot(fx.dir('U'))).toEqual(['.wh..wh.layerfs.work/'])
+  })
+})
