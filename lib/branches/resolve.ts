@@ -102,20 +102,24 @@ export class Resolver {
     if (isReservedName(name)) return undefined
     const hits: BranchHit[] = []
     let opaque = false
-    for (const dir of parent.hits) {
+    const dirs = parent.hits
+    for (let i = 0; i < dirs.length; i++) {
+      const dir = dirs[i]!
+      // Markers in the bottom-most merged branch hide nothing: skip their lookups.
+      const bottom = i === dirs.length - 1
       const host = dir.host + '/' + name
       const stats = lstatOrUndefined(host)
       if (stats) {
         if (isCharDevWhiteout(stats)) break // overlayfs whiteout: deleted for this branch and below
         if (stats.isDirectory()) {
           hits.push({ branch: dir.branch, host, stats })
-          if (isOpaqueDir(dir.branch, host)) { opaque = true; break }
+          if (!bottom && isOpaqueDir(dir.branch, host)) { opaque = true; break }
           continue
         }
         if (hits.length === 0) hits.push({ branch: dir.branch, host, stats })
         break // a non-directory hides everything below; below a directory it is itself hidden
       }
-      if (lstatOrUndefined(dir.host + '/' + whiteoutNameFor(name))) break
+      if (!bottom && lstatOrUndefined(dir.host + '/' + whiteoutNameFor(name))) break
     }
     if (hits.length === 0) return undefined
     if (hits.length > 1) log.debug('merged dir %s from %d branches', p, hits.length)
