@@ -28,7 +28,7 @@ program
   .option('--debug', 'trace every FUSE operation on stderr')
   .addOption(new Option('--ipc').hideHelp())
   .action(async (args: string[], opts) => {
-    const raw = process.argv.slice(process.argv.indexOf('mount') + 1)
+    const raw = argv.slice(argv.indexOf('mount') + 1)
     process.exitCode = await mountCommand(args, opts, raw)
     if (!opts.foreground || process.exitCode !== 0) return
     process.exit(process.exitCode)
@@ -44,4 +44,11 @@ program
     process.exitCode = await umountCommand(mnt, opts)
   })
 
-await program.parseAsync(process.argv)
+// As a mount helper (`mount -t fuse.layerfs SOURCE MNT -o lowerdir=…` runs `layerfs SOURCE MNT -o …`)
+// the first argument is not a command: treat the call as `layerfs mount …`.
+const argv = [...process.argv]
+const first = argv[2]
+const known = new Set(program.commands.flatMap((c) => [c.name(), ...c.aliases()]).concat(['help']))
+if (first !== undefined && !first.startsWith('-') && !known.has(first)) argv.splice(2, 0, 'mount')
+
+await program.parseAsync(argv)
