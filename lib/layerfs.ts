@@ -7,16 +7,16 @@ import { listMerged } from './branches/readdir.js'
 import { isDirResolution, Resolver, type Resolution } from './branches/resolve.js'
 import { BranchStack, type BranchSpec } from './branches/stack.js'
 import { copyUp, copyUpDirChain, identityKey, type CopyUpContext } from './copyup/copyup.js'
+import { LinkGroups } from './copyup/link-groups.js'
 import { PathLocks } from './copyup/locks.js'
 import { WorkArea } from './copyup/work-area.js'
 import { FsError, rethrow } from './errors.js'
 import {
-  copyFileData, fs, getXattr, listXattrs, lstatOrUndefined, mknod, mutate, removeXattr, setXattr,
+  fs, getXattr, listXattrs, lstatOrUndefined, mknod, mutate, removeXattr, setXattr,
 } from './fs.js'
-import { copyAttrs } from './copyup/copy-attrs.js'
 import { baseName, isWithin, joinUnion, normalizeUnionPath, parentOf, type UnionPath } from './paths.js'
 import { isReservedName } from './whiteout/encoding.js'
-import { createWhiteout, hasWhiteout, markOpaque, removeWhiteout } from './whiteout/whiteout.js'
+import { createWhiteout, dropWhiteoutsBelow, hasWhiteout, markOpaque, removeWhiteout } from './whiteout/whiteout.js'
 
 const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_RDWR, O_NOFOLLOW, O_NOCTTY } = fs.constants
 const O_ACCMODE = 3
@@ -67,7 +67,7 @@ export class LayerFs {
     this.upper = this.stack.upper()
     this.work = this.upper ? new WorkArea(this.upper.root) : undefined
     this.#copyCtx = this.upper && this.work
-      ? { resolver: this.resolver, upper: this.upper, work: this.work, inodes: this.inodes, copyLocks: new PathLocks() }
+      ? { resolver: this.resolver, upper: this.upper, work: this.work, inodes: this.inodes, copyLocks: new PathLocks(), linkGroups: new LinkGroups() }
       : undefined
     this.#umask = process.umask()
     this.work?.prepare()
@@ -432,15 +432,17 @@ export class LayerFs {
       rethrow(e, syscall, p)
     } finally {
       this.resolver.cache.invalidate(p, { subtree: isDirResolution(res) })
-      this.resolver.cache.invalidate(parentOf(p))
     }
   }
 
-  /** Moves a rw-branch directory into the work area in one rename, then deletes it there. */
+  /**
+   * Moves a rw-branch directory into the work area in one rename, then deletes it there off the
+   * JS thread (it may hold thousands of whiteouts).
+   */
   #discardUpperDir(host: string): void {
     const tmp = this.work!.tempPath('rmdir')
     mutate('rename to work', host, () => fs.renameSync(host, tmp))
-    this.work!.discard(tmp)
+    this.work!.discardLater(tmp)
   }
 
   // ---- names: rename --------------------------------------------------------------------------
@@ -471,33 +473,28 @@ export class LayerFs {
       if (!isDirResolution(dstParent)) throw new FsError('ENOTDIR', 'rename', dst)
       try {
         const dstParentHost = await this.#copyUpDirs(parentOf(dst), 'rename')
-        const srcHasLower = sres.hits.some((h) => h.branch !== upper)
+        const dstHost = upper.host(dst)
+        const dstName = baseName(dst)
         let srcHost: string
-        let built: string | undefined
-        if (srcIsDir && srcHasLower) {
-          built = await this.#buildMergedCopy(sres)
-          srcHost = built
-        } else if (srcIsDir) {
-          srcHost = sres.hits[0]!.host
+        if (srcIsDir) {
+          // (1) Everything visible under the directory goes up, entry by entry, each copy
+          // atomic: the merged view does not change while this runs, and a crash leaves a
+          // valid upper. (2) Then it is made opaque when lower content is involved, which
+          // changes nothing visible either. (3) One rename(2) then moves it: atomic.
+          srcHost = await this.#copyUpTree(sres)
+          const landsOnLower = hasWhiteout(dstParentHost, dstName) || this.#lowerHasName(dst)
+          if (sres.hits.some((h) => h.branch !== upper) || landsOnLower) {
+            markOpaque(srcHost)
+            dropWhiteoutsBelow(srcHost)
+          }
         } else {
           srcHost = await this.#copyUp(src, {}, 'rename')
         }
-        const dstHost = upper.host(dst)
-        const dstName = baseName(dst)
-        // A directory landing where a lower branch has (or had) the name must hide it.
-        if (srcIsDir && !built && (hasWhiteout(dstParentHost, dstName) || this.#lowerHasName(dst))) markOpaque(srcHost)
         if (dres && isDirResolution(dres) && dres.hits[0]!.branch === upper) this.#discardUpperDir(dres.hits[0]!.host)
-        // The old name's rw entry, if any (a file was just copied up; a lower-only dir has none).
-        const srcUpperHost = !srcIsDir ? srcHost : sres.hits[0]!.branch === upper ? sres.hits[0]!.host : undefined
-        const srcNeedsWhiteout = this.resolver.lowerSupplies(src)
-        const srcParentHost = srcNeedsWhiteout ? await this.#copyUpDirs(parentOf(src), 'rename') : ''
-        // Whiteout before the rename when a rw entry still shadows it, so the old name never
-        // shows the lower entry; after it otherwise, so the content is never invisible.
-        if (srcNeedsWhiteout && srcUpperHost) createWhiteout(srcParentHost, baseName(src))
+        // The whiteout goes first: the rw entry beside it still wins until the rename.
+        if (this.resolver.lowerSupplies(src)) createWhiteout(upper.host(parentOf(src)), baseName(src))
         mutate('rename', dstHost, () => fs.renameSync(srcHost, dstHost))
         removeWhiteout(dstParentHost, dstName)
-        if (built && srcUpperHost) this.#discardUpperDir(srcUpperHost)
-        if (srcNeedsWhiteout && !srcUpperHost) createWhiteout(srcParentHost, baseName(src))
       } catch (e) {
         rethrow(e, 'rename', src)
       } finally {
@@ -517,40 +514,19 @@ export class LayerFs {
   }
 
   /**
-   * Copies the merged tree of directory `res` into a new opaque directory in the work area and
-   * returns its host path. Data is copied by the kernel (reflink or copy_file_range).
+   * Copies up directory `res` and everything visible below it; returns its upper host path.
+   * Data goes by reflink/copy_file_range; hard-link groups stay groups; every directory keeps
+   * its inode number (its upper copy is aliased to its identity).
    */
-  async #buildMergedCopy(res: Resolution): Promise<string> {
-    const tmp = this.work!.tempPath('rename')
-    try {
-      await this.#copyMergedDir(res, tmp)
-      markOpaque(tmp)
-      return tmp
-    } catch (e) {
-      this.work!.discard(tmp)
-      throw e
-    }
-  }
-
-  async #copyMergedDir(res: Resolution, dstHost: string): Promise<void> {
-    const top = res.hits[0]!
-    fs.mkdirSync(dstHost, { mode: 0o700 })
+  async #copyUpTree(res: Resolution): Promise<string> {
+    const host = await this.#copyUpDirs(res.path, 'rename')
+    this.inodes.alias(hostKey(fs.lstatSync(host)), identityKey(res))
     for (const name of listMerged(res)) {
       const child = this.resolver.require(joinUnion(res.path, name), 'rename')
-      const hit = child.hits[0]!
-      const to = dstHost + '/' + name
-      if (isDirResolution(child)) await this.#copyMergedDir(child, to)
-      else {
-        const st = fs.lstatSync(hit.host)
-        if (st.isFile()) await copyFileData(hit.host, to)
-        else if (st.isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(hit.host), to)
-        else await mknod(to, st.mode, st.rdev)
-        copyAttrs(hit.host, st, to)
-        this.inodes.alias(hostKey(fs.lstatSync(to)), identityKey(child))
-      }
+      if (isDirResolution(child)) await this.#copyUpTree(child)
+      else if (child.hits[0]!.branch !== this.upper) await this.#copyUp(child.path, {}, 'rename')
     }
-    copyAttrs(top.host, fs.lstatSync(top.host), dstHost)
-    this.inodes.alias(hostKey(fs.lstatSync(dstHost)), identityKey(res))
+    return host
   }
 
   // ---- helpers ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import { copyFileData, fs, lstatOrUndefined, mknod, mutate, type Stats } from '.
 import { createLogger } from '../log.js'
 import { ancestorsAndSelf, parentOf, type UnionPath } from '../paths.js'
 import { copyAttrs } from './copy-attrs.js'
+import type { LinkGroups } from './link-groups.js'
 import type { PathLocks } from './locks.js'
 import type { WorkArea } from './work-area.js'
 
@@ -19,6 +20,8 @@ export interface CopyUpContext {
   readonly inodes: InodeTable
   /** Copy-up's own lock namespace, so a caller holding a name lock can still copy up. */
   readonly copyLocks: PathLocks
+  /** Hard-link groups of the lower branches: a group is copied up as one rw inode. */
+  readonly linkGroups: LinkGroups
 }
 
 export interface CopyUpOptions {
@@ -47,7 +50,10 @@ function copyUpOne(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): Pr
   const { resolver, upper } = ctx
   const quick = resolver.resolve(path)
   if (quick && quick.hits[0]!.branch === upper) return Promise.resolve(quick.hits[0]!.host)
-  return ctx.copyLocks.run(path, async () => {
+  // Names of one lower hard-link group share a lock: the group goes up once, as one inode.
+  const first = quick?.hits[0]
+  const lockKey = first && isHardLinkedFile(first.stats) ? `ino:${hostKey(first.stats)}` : path
+  return ctx.copyLocks.run(lockKey, async () => {
     const res = resolver.resolve(path) // again, under the lock: a racing copy-up may have won
     if (!res) throw new FsError('ENOENT', 'copyup', path)
     const top = res.hits[0]!
@@ -71,8 +77,37 @@ function copyUpOne(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): Pr
     if (copied) ctx.inodes.alias(hostKey(copied), identityKey(res))
     resolver.cache.invalidate(path)
     log.debug('copied up %s (%s)', path, src.isDirectory() ? 'dir' : `${src.size} bytes`)
+    if (isHardLinkedFile(top.stats)) await linkSiblings(ctx, path, top.branch, hostKey(top.stats), dst)
     return dst
   })
+}
+
+function isHardLinkedFile(st: Stats): boolean {
+  return st.isFile() && st.nlink > 1
+}
+
+/**
+ * After copying up `path`, links every other visible name of its lower hard-link group to the
+ * copy, so all names keep seeing one inode (writes through any name, st_nlink). Names that are
+ * whited out or shadowed by a higher branch are not part of the merged group and stay as they are.
+ */
+async function linkSiblings(ctx: CopyUpContext, path: UnionPath, branch: Branch, key: string, dst: string): Promise<void> {
+  for (const other of await ctx.linkGroups.namesOf(branch, key)) {
+    if (other === path) continue
+    let res: Resolution | undefined
+    try {
+      res = ctx.resolver.resolve(other)
+    } catch {
+      continue // a parent became a non-directory: not visible
+    }
+    const hit = res?.hits[0]
+    if (!hit || hit.branch !== branch || hostKey(hit.stats) !== key) continue
+    const parentHost = await copyUpDirChain(ctx, parentOf(other))
+    const parentStats = lstatOrUndefined(parentHost)
+    mutate('link copy-up', ctx.upper.host(other), () => fs.linkSync(dst, ctx.upper.host(other)))
+    if (parentStats) restoreTimes(parentHost, parentStats)
+    ctx.resolver.cache.invalidate(other)
+  }
 }
 
 /** The host identity that names a resolution's inode: a dir's bottom hit, a file's only hit. */

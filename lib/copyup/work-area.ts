@@ -27,6 +27,11 @@ export class WorkArea {
     return `${this.dir}/${tag}-${process.pid}-${++this.#counter}`
   }
 
+  /** Removes a temp entry off the JS thread (a discarded tree may be large); never throws. */
+  discardLater(host: string): void {
+    fs.promises.rm(host, { recursive: true, force: true }).catch(() => undefined)
+  }
+
   /** Removes a temp entry (file or tree) after a failure or a rename-away; never throws. */
   discard(host: string): void {
     try {

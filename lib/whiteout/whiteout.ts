@@ -1,6 +1,6 @@
 // I/O of markers in the rw branch: create/remove whiteouts, mark a directory opaque.
 import { fs, lstatOrUndefined, mutate } from '../fs.js'
-import { OPAQUE_MARKER, whiteoutNameFor } from './encoding.js'
+import { OPAQUE_MARKER, whitedOutName, whiteoutNameFor } from './encoding.js'
 
 /** Writes `.wh.NAME` in the host directory `dir` (an empty 0600 file, as aufs and OCI tools do). */
 export function createWhiteout(dir: string, name: string): void {
@@ -24,4 +24,16 @@ export function hasWhiteout(dir: string, name: string): boolean {
 export function markOpaque(dir: string): void {
   const host = dir + '/' + OPAQUE_MARKER
   mutate('mark opaque', host, () => fs.writeFileSync(host, '', { mode: 0o600 }))
+}
+
+/**
+ * Removes every whiteout below the rw-branch directory `dir` (recursively). Only for a directory
+ * that has just been made opaque: nothing merges below it any more, so they hide nothing.
+ */
+export function dropWhiteoutsBelow(dir: string): void {
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const host = dir + '/' + e.name
+    if (e.isDirectory()) dropWhiteoutsBelow(host)
+    else if (whitedOutName(e.name) !== undefined) mutate('unlink whiteout', host, () => fs.unlinkSync(host))
+  }
 }
