@@ -4,6 +4,8 @@ import { readFileSync } from 'node:fs'
 import { Command, Option } from 'commander'
 import { mountCommand, umountCommand } from '../lib/cli/commands.js'
 import { HELP_FOOTER } from '../lib/cli/help.js'
+import { registerRunCommand } from '../lib/cli/run-command.js'
+import { registerImageCommands } from '../lib/cli/image-commands.js'
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v]
@@ -25,6 +27,7 @@ program
   .option('--entry-timeout <s>', 'kernel name cache lifetime in seconds (default 60)')
   .option('--attr-timeout <s>', 'kernel attribute cache lifetime in seconds (default 60)')
   .option('--negative-timeout <s>', 'kernel cache lifetime of missing names in seconds (default 60)')
+  .option('--coherent', 'no kernel attribute/page caching across names: exact hard links, slower')
   .option('--debug', 'trace every FUSE operation on stderr')
   .addOption(new Option('--ipc').hideHelp())
   .action(async (args: string[], opts) => {
@@ -43,6 +46,9 @@ program
   .action(async (mnt: string, opts) => {
     process.exitCode = await umountCommand(mnt, opts)
   })
+
+registerRunCommand(program)
+registerImageCommands(program)
 
 // As a mount helper (`mount -t fuse.layerfs SOURCE MNT -o lowerdir=…` runs `layerfs SOURCE MNT -o …`)
 // the first argument is not a command: treat the call as `layerfs mount …`.

@@ -51,6 +51,7 @@ export async function mount(branches: string | readonly BranchInput[], mountpoin
     ...(opts.entryTimeout !== undefined ? ['--entry-timeout', String(opts.entryTimeout)] : []),
     ...(opts.attrTimeout !== undefined ? ['--attr-timeout', String(opts.attrTimeout)] : []),
     ...(opts.negativeTimeout !== undefined ? ['--negative-timeout', String(opts.negativeTimeout)] : []),
+    ...(opts.coherent ? ['--coherent'] : []),
     specs.map((s) => `${s.path.replace(/:/g, '\\:')}=${s.mode}`).join(':'),
     mountpoint,
   ]
@@ -81,3 +82,12 @@ async function inProcessMount(specs: BranchSpec[], mountpoint: string, opts: Mou
   }
   return m
 }
+export { run, type RunOptions, type RunInfo } from './launcher/run.js'
+export { diff, formatChanges, type Change, type ChangeKind, type DiffOptions } from './image/diff.js'
+export { commit, type CommitOptions, type CommitResult } from './image/commit.js'
+export { layerTar } from './image/layer-tar.js'
+export { type Compression } from './image/compress.js'
+export { LayerStore, defaultStoreDir, type LayerRef, type ProgressFn } from './image/store.js'
+export { readImage, unpackImage, imageBranches, parseImageRef, type ImageInfo, type ImageLayer } from './image/oci.js'
+export { imageStack, branchSpec, type ImageStack, type ImageStackOptions } from './image/image-stack.js'
+export { appendLayer, type AppendOptions, type AppendResult } from './image/append.js'

@@ -20,6 +20,7 @@ export interface MountCommandOptions {
   entryTimeout?: string
   attrTimeout?: string
   negativeTimeout?: string
+  coherent?: boolean
 }
 
 function fail(message: string): number {
@@ -62,9 +63,14 @@ export async function mountCommand(positional: string[], opts: MountCommandOptio
     if (unknown.length > 0) throw new ConfigError('EINVAL', `unknown mount option '${unknown[0]}'`)
     const readOnly = passThrough.includes('ro')
     const inputs = readOnly ? branches.map((b) => ({ path: b.path, mode: 'ro' as const })) : branches
+    // dev/suid are opt-in (libfuse mounts nodev,nosuid): fuse-native cannot tell the daemon who
+    // creates a file, so every new file is the daemon's (root's); suid would let any user make
+    // a setuid-root program. Only for stacks whose users are all trusted (layerfs run).
     const serveOpts = {
-      allowOther: opts.allowOther,
+      dev: passThrough.includes('dev'), suid: passThrough.includes('suid'),
+      allowOther: opts.allowOther ?? (passThrough.includes('allow_other') ? true : undefined),
       entryTimeout: seconds(opts.entryTimeout), attrTimeout: seconds(opts.attrTimeout), negativeTimeout: seconds(opts.negativeTimeout),
+      coherent: opts.coherent,
     }
     if (opts.foreground) {
       return await runMountDaemon({ branches: inputs, upper: readOnly ? undefined : upper, mountpoint, ipc: !!opts.ipc, serve: serveOpts })

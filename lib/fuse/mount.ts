@@ -19,6 +19,14 @@ export interface ServeOptions {
   readonly negativeTimeout?: number
   /** libfuse's own request trace on stderr. */
   readonly fuseDebug?: boolean
+  /**
+   * Exact hard-link semantics across names (attr_timeout=0, auto_cache instead of kernel_cache):
+   * every stat and open asks the daemon. Slower; see docs/design.md "Hard links".
+   */
+  readonly coherent?: boolean
+  /** Honour device nodes / setuid bits (libfuse mounts nodev,nosuid by default). Root only. */
+  readonly dev?: boolean
+  readonly suid?: boolean
 }
 
 export interface ServedMount {
@@ -50,19 +58,27 @@ export async function serve(core: LayerFs, mountpoint: string, opts: ServeOption
   setUnmount((mnt) => (isMountpoint(mnt) ? unmountPath(mnt) : Promise.resolve()))
   const root = process.getuid?.() === 0
   const allowOther = opts.allowOther ?? root
+  // Given here rather than through fuse-native's options, which drop a timeout of 0.
+  const attrTimeout = opts.coherent ? 0 : opts.attrTimeout ?? DEFAULT_TIMEOUTS.attr
   const extra = [
     'use_ino', // our inode numbers, stable across copy-up, instead of libfuse's
     'big_writes', 'max_write=131072', 'max_read=131072',
+    `entry_timeout=${opts.entryTimeout ?? DEFAULT_TIMEOUTS.entry}`,
+    `attr_timeout=${attrTimeout}`,
     `negative_timeout=${opts.negativeTimeout ?? DEFAULT_TIMEOUTS.negative}`,
     'default_permissions', // the kernel checks permissions against the merged attributes
+    // kernel_cache keeps file pages across opens (every write goes through us, so they stay
+    // right) — except for the other names of a hard link, which libfuse 2 gives kernel inodes
+    // of their own: --coherent revalidates pages at open (auto_cache) and attributes always.
+    opts.coherent ? 'auto_cache' : 'kernel_cache',
   ]
   if (!core.upper) extra.push('ro')
+  if (opts.dev) extra.push('dev')
+  if (opts.suid) extra.push('suid')
   const timeout: Record<string, number | false> = { default: 30_000 }
   for (const op of UNBOUNDED_OPS) timeout[op] = false
   const fuse: FuseInstance = new Fuse(mountpoint, makeFuseOps(core), {
-    fsname: 'layerfs', subtype: 'layerfs', allowOther, kernelCache: true,
-    entryTimeout: opts.entryTimeout ?? DEFAULT_TIMEOUTS.entry,
-    attrTimeout: opts.attrTimeout ?? DEFAULT_TIMEOUTS.attr,
+    fsname: 'layerfs', subtype: 'layerfs', allowOther,
     debug: opts.fuseDebug ?? false,
     timeout, extraOptions: extra,
   })
