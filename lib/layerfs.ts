@@ -20,6 +20,8 @@ import { createWhiteout, dropWhiteoutsBelow, hasWhiteout, markOpaque, removeWhit
 
 const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_RDWR, O_NOFOLLOW, O_NOCTTY } = fs.constants
 const O_ACCMODE = 3
+/** Copy-ups in flight at once while a directory tree goes up (rename of a directory). */
+const TREE_COPY_CONCURRENCY = 16
 const XATTR_CREATE = 1
 const XATTR_REPLACE = 2
 
@@ -521,10 +523,15 @@ export class LayerFs {
   async #copyUpTree(res: Resolution): Promise<string> {
     const host = await this.#copyUpDirs(res.path, 'rename')
     this.inodes.alias(hostKey(fs.lstatSync(host)), identityKey(res))
+    // Files go up several at a time: each copy waits on the thread pool, not on the JS thread.
+    const files: UnionPath[] = []
     for (const name of listMerged(res)) {
       const child = this.resolver.require(joinUnion(res.path, name), 'rename')
       if (isDirResolution(child)) await this.#copyUpTree(child)
-      else if (child.hits[0]!.branch !== this.upper) await this.#copyUp(child.path, {}, 'rename')
+      else if (child.hits[0]!.branch !== this.upper) files.push(child.path)
+    }
+    for (let i = 0; i < files.length; i += TREE_COPY_CONCURRENCY) {
+      await Promise.all(files.slice(i, i + TREE_COPY_CONCURRENCY).map((f) => this.#copyUp(f, {}, 'rename')))
     }
     return host
   }
