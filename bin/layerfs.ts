@@ -30,6 +30,7 @@ program
   .option('--coherent', 'no kernel attribute/page caching across names: exact hard links, slower')
   .option('--debug', 'trace every FUSE operation on stderr')
   .addOption(new Option('--ipc').hideHelp())
+  .addOption(new Option('--watch-parent').hideHelp())
   .action(async (args: string[], opts) => {
     const raw = argv.slice(argv.indexOf('mount') + 1)
     process.exitCode = await mountCommand(args, opts, raw)

@@ -38,7 +38,8 @@ export interface Mount extends AsyncDisposable {
 /**
  * Mounts `branches` (top first: "A:B", "A=rw:B=ro", or parsed inputs) at `mountpoint`.
  * By default a daemon process serves it (the CLI's `mount --foreground`), so the caller may use
- * the mount freely; it resolves when the mount is ready. Rejects with ConfigError (one clear
+ * the mount freely; it resolves when the mount is ready. The mount lives until `unmount()` or
+ * until the calling process ends (even by SIGKILL): then the daemon unmounts by itself. Rejects with ConfigError (one clear
  * message, nothing mounted) for a bad stack or mount point.
  */
 export async function mount(branches: string | readonly BranchInput[], mountpoint: string, opts: MountOptions = {}): Promise<Mount> {
@@ -55,7 +56,8 @@ export async function mount(branches: string | readonly BranchInput[], mountpoin
     specs.map((s) => `${s.path.replace(/:/g, '\\:')}=${s.mode}`).join(':'),
     mountpoint,
   ]
-  const { child, mountpoint: real } = await startDaemon(args)
+  const { child, mountpoint: real } = await startDaemon(args, { watchParent: true })
+  child.unref() // this process may exit with the mount up; the daemon then unmounts by itself
   const exited = new Promise<void>((r) => (child.exitCode !== null ? r() : child.once('exit', () => r())))
   const m: Mount = {
     mountpoint: real,

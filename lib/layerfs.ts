@@ -242,6 +242,16 @@ export class LayerFs {
     for (const fh of [...this.#files.keys()]) this.release(fh)
   }
 
+  /** After the unmount: closes every handle and removes the work area from the rw branch. */
+  close(): void {
+    this.releaseAll()
+    try {
+      this.work?.remove()
+    } catch {
+      // Harmless: it is emptied again at the next mount and never visible.
+    }
+  }
+
   // ---- attribute changes (copy-up first) ----------------------------------------------------
 
   async truncate(p: UnionPath, size: number): Promise<void> {
@@ -349,6 +359,9 @@ export class LayerFs {
   async link(src: UnionPath, dst: UnionPath): Promise<void> {
     const res = this.resolver.require(src, 'link')
     if (isDirResolution(res)) throw new FsError('EPERM', 'link', src)
+    // Refuse a bad new name before the copy-up: a failed link must leave the rw branch as it was.
+    if (isReservedName(baseName(dst))) throw new FsError('EINVAL', 'link', dst)
+    if (this.resolver.resolve(dst)) throw new FsError('EEXIST', 'link', dst)
     const srcHost = await this.#copyUp(src, {}, 'link')
     await this.#createEntry(dst, 'link', (host) => fs.linkSync(srcHost, host))
     this.resolver.cache.invalidate(src)

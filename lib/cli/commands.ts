@@ -16,6 +16,7 @@ export interface MountCommandOptions {
   o?: string[]
   debug?: boolean
   ipc?: boolean
+  watchParent?: boolean
   allowOther?: boolean
   entryTimeout?: string
   attrTimeout?: string
@@ -73,7 +74,7 @@ export async function mountCommand(positional: string[], opts: MountCommandOptio
       coherent: opts.coherent,
     }
     if (opts.foreground) {
-      return await runMountDaemon({ branches: inputs, upper: readOnly ? undefined : upper, mountpoint, ipc: !!opts.ipc, serve: serveOpts })
+      return await runMountDaemon({ branches: inputs, upper: readOnly ? undefined : upper, mountpoint, ipc: !!opts.ipc, watchParent: !!opts.watchParent, serve: serveOpts })
     }
     // Check everything here first, so a bad stack fails in the user's terminal and nothing starts.
     resolveStack({ branches: inputs, upper: readOnly ? undefined : upper, mountpoint })

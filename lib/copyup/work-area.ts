@@ -22,6 +22,11 @@ export class WorkArea {
     })
   }
 
+  /** Removes the work area (clean unmount): a kept rw branch then holds only the layer diff. */
+  remove(): void {
+    fs.rmSync(this.dir, { recursive: true, force: true })
+  }
+
   /** A fresh, unused host path inside the work area. */
   tempPath(tag = 'tmp'): string {
     return `${this.dir}/${tag}-${process.pid}-${++this.#counter}`

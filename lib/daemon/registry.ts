@@ -43,11 +43,27 @@ export function removeRecord(mountpoint: string): void {
   fs.rmSync(fileFor(mountpoint, 'json'), { force: true })
 }
 
+/** Whether `pid` still runs. A zombie (exited, not yet reaped by its parent) counts as gone. */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
-    return true
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return false
+  }
+}
+
+/** Drops the daemon's log file when nothing was written to it (a clean run leaves nothing behind). */
+export function removeEmptyLog(mountpoint: string): void {
+  const log = fileFor(mountpoint, 'log')
+  try {
+    if (fs.statSync(log).size === 0) fs.rmSync(log, { force: true })
+  } catch {
+    // no log: started in the foreground
   }
 }

@@ -5,7 +5,7 @@ import type { BranchInput } from '../options.js'
 import { ConfigError, resolveStack } from '../options.js'
 import { LayerFs } from '../layerfs.js'
 import { serve, type ServeOptions, type ServedMount } from '../fuse/mount.js'
-import { removeRecord, writeRecord } from './registry.js'
+import { removeEmptyLog, removeRecord, writeRecord } from './registry.js'
 import type { DaemonMessage } from './start.js'
 
 export interface DaemonArgs {
@@ -14,6 +14,8 @@ export interface DaemonArgs {
   readonly mountpoint: string
   /** Started by startDaemon(): report ready/error over IPC instead of stderr. */
   readonly ipc: boolean
+  /** Keep the IPC channel and unmount when it closes (the parent exited or was killed). */
+  readonly watchParent?: boolean
   readonly serve: ServeOptions
 }
 
@@ -43,7 +45,7 @@ export async function runMountDaemon(args: DaemonArgs): Promise<number> {
   }
   if (args.ipc) {
     send({ type: 'ready', mountpoint: mounted.mountpoint, pid: process.pid })
-    process.disconnect?.()
+    if (!args.watchParent) process.disconnect?.()
   }
   let stopping = false
   const stop = (): void => {
@@ -58,7 +60,9 @@ export async function runMountDaemon(args: DaemonArgs): Promise<number> {
   process.on('SIGTERM', stop)
   process.on('SIGINT', stop)
   process.on('SIGHUP', stop)
+  if (args.ipc && args.watchParent) process.on('disconnect', stop)
   await mounted.closed
   removeRecord(mounted.mountpoint)
+  removeEmptyLog(mounted.mountpoint)
   return 0
 }

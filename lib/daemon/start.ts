@@ -25,11 +25,14 @@ export interface StartedDaemon {
  * rejects with a ConfigError carrying the daemon's own one-line message otherwise.
  * `logFd`: where the daemon's stderr goes (a file descriptor), or 'inherit'.
  */
-export function startDaemon(args: readonly string[], opts: { detached?: boolean; logFd?: number | 'inherit' } = {}): Promise<StartedDaemon> {
+export function startDaemon(args: readonly string[], opts: { detached?: boolean; logFd?: number | 'inherit'; watchParent?: boolean } = {}): Promise<StartedDaemon> {
   const cli = cliPath()
   if (!fs.existsSync(cli)) throw new ConfigError('ENOENT', `the layerfs CLI is not built (${cli}): run npm run build`)
   const out = opts.logFd ?? 'inherit'
-  const child = spawn(process.execPath, [cli, 'mount', '--foreground', '--ipc', ...args], {
+  // --watch-parent: the daemon keeps the IPC channel and unmounts when it closes, so the mount
+  // never outlives the process that asked for it (not even after SIGKILL of that process).
+  const flags = ['--foreground', '--ipc', ...(opts.watchParent ? ['--watch-parent'] : [])]
+  const child = spawn(process.execPath, [cli, 'mount', ...flags, ...args], {
     stdio: ['ignore', out, out, 'ipc'],
     detached: opts.detached ?? false,
     env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16' },
@@ -42,7 +45,11 @@ export function startDaemon(args: readonly string[], opts: { detached?: boolean;
     child.once('error', (e) => reject(new ConfigError('EIO', `cannot start the mount daemon: ${e.message}`)))
     child.on('message', (m: DaemonMessage) => {
       child.off('exit', onExit)
-      if (m.type === 'ready') resolve({ child, mountpoint: m.mountpoint })
+      if (m.type === 'ready') {
+        // The open channel must not keep this process alive: its close is the daemon's signal.
+        if (opts.watchParent) (child.channel as unknown as { unref?: () => void } | undefined)?.unref?.()
+        resolve({ child, mountpoint: m.mountpoint })
+      }
       else reject(new ConfigError(m.code, m.message))
     })
   })

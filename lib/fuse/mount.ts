@@ -92,14 +92,14 @@ export async function serve(core: LayerFs, mountpoint: string, opts: ServeOption
   // Notice an unmount done from outside (umount, fusermount -u): fuse-native does not report it.
   const poll = setInterval(() => {
     if (!isMountpoint(mountpoint)) finish()
-  }, 250)
+  }, 100)
   poll.unref()
   let finished = false
   function finish(): void {
     if (finished) return
     finished = true
     clearInterval(poll)
-    core.releaseAll()
+    core.close()
     onClosed()
   }
   return {

@@ -152,7 +152,7 @@ export async function run(opts: RunOptions): Promise<number> {
     const esc = (p: string): string => p.replace(/:/g, '\\:')
     const spec = [`${esc(upper)}=rw`, `${esc(initLayer)}=ro`, ...image.map((b) => `${esc(b.path)}=ro`)].join(':')
     // Detached: a Ctrl-C meant for CMD must not reach the daemon and unmount the container's root.
-    const started = await startDaemon([spec, mountpoint], { detached: true, logFd: 'inherit' })
+    const started = await startDaemon([spec, mountpoint], { detached: true, logFd: 'inherit', watchParent: true })
     const child = started.child
     daemon = { exited: new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r()))) }
     return await launch(opts, started.mountpoint, net, { upper, initLayer, mountpoint: started.mountpoint })
