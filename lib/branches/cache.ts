@@ -7,9 +7,26 @@ export const NEGATIVE = Symbol('negative')
 
 export class ResolutionCache<V extends object> {
   readonly #lru: LRUCache<UnionPath, V | typeof NEGATIVE>
+  /** Entry names of read-only branch directories, by host path (they never change under us). */
+  readonly #dirNames = new LRUCache<string, ReadonlySet<string>>({ max: 20_000 })
 
   constructor(max = 100_000) {
     this.#lru = new LRUCache({ max })
+  }
+
+  /** The cached names of a read-only host directory, loading them with `load` on a miss. */
+  dirNames(host: string, load: () => ReadonlySet<string> | undefined): ReadonlySet<string> | undefined {
+    let names = this.#dirNames.get(host)
+    if (names === undefined) {
+      names = load()
+      if (names !== undefined) this.#dirNames.set(host, names)
+    }
+    return names
+  }
+
+  /** Remembers the names of a read-only host directory just listed (readdir fills the index). */
+  setDirNames(host: string, names: ReadonlySet<string>): void {
+    this.#dirNames.set(host, names)
   }
 
   get(p: UnionPath): V | typeof NEGATIVE | undefined {
@@ -28,8 +45,10 @@ export class ResolutionCache<V extends object> {
     for (const k of this.#lru.keys()) if (isWithin(k, p)) this.#lru.delete(k)
   }
 
+  /** Forgets everything, directory name sets of read-only branches included. */
   clear(): void {
     this.#lru.clear()
+    this.#dirNames.clear()
   }
 
   get size(): number {

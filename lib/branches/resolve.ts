@@ -1,16 +1,20 @@
 // Lookup across branches (the namei.c analogue): one Resolution per union path, cached.
 import { FsError } from '../errors.js'
-import { getXattr, lstatOrUndefined, type Stats } from '../fs.js'
+import { fs, getXattr, lstatOrUndefined, type Stats } from '../fs.js'
 import { createLogger } from '../log.js'
 import { baseName, parentOf, type UnionPath } from '../paths.js'
 import {
   isCharDevWhiteout, isReservedName, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, whiteoutNameFor,
 } from '../whiteout/encoding.js'
+import { hasWhiteout } from '../whiteout/whiteout.js'
 import type { Branch } from './branch.js'
 import { NEGATIVE, ResolutionCache } from './cache.js'
 import type { BranchStack } from './stack.js'
 
 const log = createLogger('layerfs:resolve')
+
+/** Read-only directories up to this size (ext4: ~8k entries) have their names indexed. */
+const DIR_INDEX_MAX_BYTES = 256 * 1024
 
 /** One branch's entry for a union path. */
 export interface BranchHit {
@@ -71,8 +75,24 @@ export class Resolver {
     const cached = this.cache.get(p)
     if (cached !== undefined) return cached === NEGATIVE ? undefined : cached
     const res = p === '/' ? this.#resolveRoot() : this.#resolveChild(p)
+    // A miss is cached only below an existing directory: then creating the name is the one
+    // change that can make it appear, and creation invalidates exactly that name.
+    if (res === null) return undefined
     this.cache.set(p, res ?? NEGATIVE)
+    if (res) this.#fresh = res
     return res
+  }
+
+  #fresh: Resolution | undefined
+
+  /**
+   * Whether `res` was computed by the last resolve() call (its stats were just read), then
+   * forgets it: lets getattr skip a second lstat of an entry it has just looked up.
+   */
+  takeFresh(res: Resolution): boolean {
+    const fresh = this.#fresh === res
+    this.#fresh = undefined
+    return fresh
   }
 
   /** Like resolve, but ENOENT is thrown: for operations that need the path to exist. */
@@ -94,9 +114,25 @@ export class Resolver {
     return { path: '/', hits, opaque }
   }
 
-  #resolveChild(p: UnionPath): Resolution | undefined {
+  /**
+   * The entry names of a read-only branch directory, from the index; undefined for the rw
+   * branch (it changes) and for very large directories (one lstat beats reading them whole).
+   */
+  #roNames(dir: BranchHit): ReadonlySet<string> | undefined {
+    if (dir.branch.writable || dir.stats.size > DIR_INDEX_MAX_BYTES) return undefined
+    return this.cache.dirNames(dir.host, () => {
+      try {
+        return new Set(fs.readdirSync(dir.host))
+      } catch {
+        return undefined // unreadable or gone: fall back to lstat, which reports it
+      }
+    })
+  }
+
+  /** The resolution of a non-root path; undefined when missing, null when its parent is. */
+  #resolveChild(p: UnionPath): Resolution | undefined | null {
     const parent = this.resolve(parentOf(p))
-    if (!parent) return undefined
+    if (!parent) return null
     if (!isDirResolution(parent)) throw new FsError('ENOTDIR', 'lookup', p)
     const name = baseName(p)
     if (isReservedName(name)) return undefined
@@ -108,6 +144,13 @@ export class Resolver {
       // Markers in the bottom-most merged branch hide nothing: skip their lookups.
       const bottom = i === dirs.length - 1
       const host = dir.host + '/' + name
+      // A read-only directory's names are read once: misses and whiteout checks then cost
+      // no system call at all (most lookups in a deep stack are misses in most branches).
+      const names = this.#roNames(dir)
+      if (names && !names.has(name)) {
+        if (!bottom && names.has(whiteoutNameFor(name))) break
+        continue
+      }
       const stats = lstatOrUndefined(host)
       if (stats) {
         if (isCharDevWhiteout(stats)) break // overlayfs whiteout: deleted for this branch and below
@@ -119,7 +162,7 @@ export class Resolver {
         if (hits.length === 0) hits.push({ branch: dir.branch, host, stats })
         break // a non-directory hides everything below; below a directory it is itself hidden
       }
-      if (!bottom && lstatOrUndefined(dir.host + '/' + whiteoutNameFor(name))) break
+      if (!bottom && (names ? names.has(whiteoutNameFor(name)) : hasWhiteout(dir.host, name))) break
     }
     if (hits.length === 0) return undefined
     if (hits.length > 1) log.debug('merged dir %s from %d branches', p, hits.length)
@@ -139,7 +182,7 @@ export class Resolver {
       if (dir.branch.writable) continue
       const stats = lstatOrUndefined(dir.host + '/' + name)
       if (stats) return !isCharDevWhiteout(stats)
-      if (lstatOrUndefined(dir.host + '/' + whiteoutNameFor(name))) return false
+      if (hasWhiteout(dir.host, name)) return false
     }
     return false
   }

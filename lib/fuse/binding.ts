@@ -66,6 +66,18 @@ export function loadFuse(): NonNullable<typeof cached> {
       })
     }
 
+    /**
+     * fuse-native signals a readdir failure without the name and stat arrays, which its C side
+     * reads anyway (uninitialized lengths): the caller got an empty listing instead of the errno.
+     */
+    _op_readdir(signal: Signal, path: string): void {
+      const self = this as unknown as FuseNativeInternals
+      self.ops.readdir!(path, (err: number, names?: string[]) => {
+        if (err) return signal(err, [], [])
+        return signal(0, names ?? [], [])
+      })
+    }
+
     /** Same for listxattr: the size query must be exact and a short buffer gives ERANGE. */
     _op_listxattr(signal: Signal, path: string, listBuf: Buffer): void {
       const self = this as unknown as FuseNativeInternals

@@ -11,13 +11,24 @@ export function createWhiteout(dir: string, name: string): void {
 /** Removes `.wh.NAME` in `dir` if present; returns whether there was one. */
 export function removeWhiteout(dir: string, name: string): boolean {
   const host = dir + '/' + whiteoutNameFor(name)
-  if (!lstatOrUndefined(host)) return false
+  if (!whiteoutFits(name) || !lstatOrUndefined(host)) return false
   mutate('unlink whiteout', host, () => fs.rmSync(host, { force: true }))
   return true
 }
 
+/**
+ * Whether `.wh.NAME` exists in the host directory `dir`. A name of more than NAME_MAX - 4 bytes
+ * has no whiteout that fits on disk (asking the host fails with ENAMETOOLONG): it is never
+ * whited out, and looking it up or creating it must still work like on a plain file system.
+ */
 export function hasWhiteout(dir: string, name: string): boolean {
-  return lstatOrUndefined(dir + '/' + whiteoutNameFor(name)) !== undefined
+  return whiteoutFits(name) && lstatOrUndefined(dir + '/' + whiteoutNameFor(name)) !== undefined
+}
+
+const NAME_MAX = 255
+
+function whiteoutFits(name: string): boolean {
+  return Buffer.byteLength(whiteoutNameFor(name)) <= NAME_MAX
 }
 
 /** Writes the opaque marker into the host directory `dir`. */
