@@ -6,6 +6,7 @@ import { mountCommand, umountCommand } from '../lib/cli/commands.js'
 import { HELP_FOOTER } from '../lib/cli/help.js'
 import { registerRunCommand } from '../lib/cli/run-command.js'
 import { registerImageCommands } from '../lib/cli/image-commands.js'
+import { registerControlCommands } from '../lib/cli/control-commands.js'
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v]
@@ -50,6 +51,7 @@ program
 
 registerRunCommand(program)
 registerImageCommands(program)
+registerControlCommands(program)
 
 // As a mount helper (`mount -t fuse.layerfs SOURCE MNT -o lowerdir=…` runs `layerfs SOURCE MNT -o …`)
 // the first argument is not a command: treat the call as `layerfs mount …`.

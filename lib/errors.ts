@@ -4,7 +4,7 @@ import { constants } from 'node:os'
 export type Errno =
   | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'EXDEV' | 'EROFS' | 'EACCES'
   | 'EPERM' | 'EINVAL' | 'ENAMETOOLONG' | 'ENOTSUP' | 'EIO' | 'EBADF' | 'ENODATA' | 'ENOSPC'
-  | 'ELOOP' | 'EBUSY' | 'ERANGE' | 'ENOSYS' | 'EMLINK' | 'EFBIG' | 'EDQUOT'
+  | 'ELOOP' | 'EBUSY' | 'ERANGE' | 'ENOSYS' | 'EMLINK' | 'EFBIG' | 'EDQUOT' | 'EILSEQ'
 
 const DESCRIPTIONS: Record<Errno, string> = {
   ENOENT: 'no such file or directory', EEXIST: 'file already exists', ENOTDIR: 'not a directory',
@@ -15,7 +15,7 @@ const DESCRIPTIONS: Record<Errno, string> = {
   EBADF: 'bad file descriptor', ENODATA: 'no data available', ENOSPC: 'no space left on device',
   ELOOP: 'too many symbolic links', EBUSY: 'resource busy or locked', ERANGE: 'result too large',
   ENOSYS: 'function not implemented', EMLINK: 'too many links', EFBIG: 'file too large',
-  EDQUOT: 'disk quota exceeded',
+  EDQUOT: 'disk quota exceeded', EILSEQ: 'illegal byte sequence',
 }
 
 /** An errno-shaped error with a Node-style message: `ENOENT: no such file or directory, lookup '/a'`. */

@@ -53,6 +53,7 @@ export async function mount(branches: string | readonly BranchInput[], mountpoin
     ...(opts.attrTimeout !== undefined ? ['--attr-timeout', String(opts.attrTimeout)] : []),
     ...(opts.negativeTimeout !== undefined ? ['--negative-timeout', String(opts.negativeTimeout)] : []),
     ...(opts.coherent ? ['--coherent'] : []),
+    ...(opts.revalidate !== undefined ? ['--revalidate', String(opts.revalidate)] : []),
     specs.map((s) => `${s.path.replace(/:/g, '\\:')}=${s.mode}`).join(':'),
     mountpoint,
   ]
@@ -73,7 +74,8 @@ export async function mount(branches: string | readonly BranchInput[], mountpoin
 
 async function inProcessMount(specs: BranchSpec[], mountpoint: string, opts: MountOptions): Promise<Mount> {
   const real = checkMountpoint(mountpoint)
-  const served: ServedMount = await serve(new LayerFs(specs), real, opts)
+  const core = new LayerFs(specs, { cacheTtlMs: opts.revalidate !== undefined ? opts.revalidate * 1000 : undefined })
+  const served: ServedMount = await serve(core, real, opts)
   const m: Mount = {
     mountpoint: real,
     pid: process.pid,
@@ -93,3 +95,7 @@ export { LayerStore, defaultStoreDir, type LayerRef, type ProgressFn } from './i
 export { readImage, unpackImage, imageBranches, parseImageRef, type ImageInfo, type ImageLayer } from './image/oci.js'
 export { imageStack, branchSpec, type ImageStack, type ImageStackOptions } from './image/image-stack.js'
 export { appendLayer, type AppendOptions, type AppendResult } from './image/append.js'
+export { whichBranch, listLayers, mountStatus, addBranch, removeBranch, checkpoint } from './control/api.js'
+export type { WhichResult, LsEntry, StatusResult, StackChangeResult, BranchInfo } from './control/protocol.js'
+export type { Explanation, BranchEntry, HiddenBy } from './branches/explain.js'
+export { ORIGIN_XATTR } from './layerfs.js'

@@ -10,11 +10,11 @@ import { copyUp, copyUpDirChain, identityKey, type CopyUpContext } from './copyu
 import { LinkGroups } from './copyup/link-groups.js'
 import { PathLocks } from './copyup/locks.js'
 import { WorkArea } from './copyup/work-area.js'
-import { FsError, rethrow } from './errors.js'
+import { errnoName, FsError, rethrow } from './errors.js'
 import {
   fs, getXattr, listXattrs, lstatOrUndefined, mknod, mutate, removeXattr, setXattr,
 } from './fs.js'
-import { baseName, isWithin, joinUnion, normalizeUnionPath, parentOf, type UnionPath } from './paths.js'
+import { baseName, isUndecodableName, isWithin, joinUnion, normalizeUnionPath, parentOf, type UnionPath } from './paths.js'
 import { isReservedName } from './whiteout/encoding.js'
 import { createWhiteout, dropWhiteoutsBelow, hasWhiteout, markOpaque, removeWhiteout } from './whiteout/whiteout.js'
 
@@ -22,12 +22,20 @@ const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_RDWR, O_NOFOLLOW, O_NOCTTY } = fs.
 const O_ACCMODE = 3
 /** Copy-ups in flight at once while a directory tree goes up (rename of a directory). */
 const TREE_COPY_CONCURRENCY = 16
+/**
+ * Dropped from the mode of every file created through the mount: the daemon cannot learn the
+ * caller's uid (fuse-native), so the file is root's, and a setuid/setgid bit would make any
+ * user's program a setuid-root one. The owner (root) may still chmod them on afterwards.
+ */
+const SETID_BITS = 0o6000
 const XATTR_CREATE = 1
 const XATTR_REPLACE = 2
 
 export interface LayerFsOptions {
   /** Resolutions kept in the LRU cache (positive and negative). */
   readonly cacheSize?: number
+  /** How long a cached resolution is trusted, in ms (--revalidate); default: until invalidated. */
+  readonly cacheTtlMs?: number
 }
 
 export interface StatFs {
@@ -36,14 +44,29 @@ export interface StatFs {
 }
 
 interface OpenFile {
-  readonly fd: number
-  readonly path: UnionPath
+  /** The handle given out: the descriptor of the first open, kept open so its number stays ours. */
+  readonly fh: number
+  /** The descriptor I/O goes to: `fh`, or the re-opened file after a checkpoint. */
+  fd: number
+  /** Kept current across renames through the union (a checkpoint re-opens by name). */
+  path: UnionPath
   readonly writable: boolean
+  /** The open(2) flags, without O_CREAT/O_EXCL/O_TRUNC (to re-open after a checkpoint). */
+  readonly flags: number
+  /** The branch whose host file `fd` refers to. */
+  branch: Branch
+  /** `branch` was sealed by a checkpoint: re-open in the new upper before writing. */
+  sealed: boolean
+  /** A re-open in flight (concurrent writes through the fd wait for the same one). */
+  reopening?: Promise<void>
 }
+
+/** The read-only xattr naming the branch that supplies a path (docs/control.md). */
+export const ORIGIN_XATTR = 'user.layerfs.origin'
 
 /** Xattrs that belong to the branch format, never shown or settable through the union. */
 function isPrivateXattr(name: string): boolean {
-  return name.startsWith('trusted.overlay.')
+  return name.startsWith('trusted.overlay.') || name === ORIGIN_XATTR
 }
 
 /**
@@ -55,30 +78,77 @@ export class LayerFs {
   readonly stack: BranchStack
   readonly resolver: Resolver
   readonly inodes = new InodeTable()
-  readonly upper: Branch | undefined
-  readonly work: WorkArea | undefined
+  #upper: Branch | undefined
+  #work: WorkArea | undefined
   /** Name mutations (create, unlink, rename…) hold the names they change. */
   readonly names = new PathLocks()
-  readonly #copyCtx: CopyUpContext | undefined
+  #copyCtx: CopyUpContext | undefined
+  readonly #copyLocks = new PathLocks()
   readonly #files = new Map<number, OpenFile>()
   readonly #umask: number
 
   constructor(branches: readonly BranchSpec[], opts: LayerFsOptions = {}) {
     this.stack = new BranchStack(branches)
-    this.resolver = new Resolver(this.stack, opts.cacheSize)
-    this.upper = this.stack.upper()
-    this.work = this.upper ? new WorkArea(this.upper.root) : undefined
-    this.#copyCtx = this.upper && this.work
-      ? { resolver: this.resolver, upper: this.upper, work: this.work, inodes: this.inodes, copyLocks: new PathLocks(), linkGroups: new LinkGroups() }
-      : undefined
+    this.resolver = new Resolver(this.stack, opts.cacheSize, opts.cacheTtlMs)
     this.#umask = process.umask()
-    this.work?.prepare()
+    this.#bindUpper()
     this.inodes.setRoot(identityKey(this.resolver.require('/', 'mount')))
+  }
+
+  /** The rw branch (index 0), or undefined for a read-only stack. */
+  get upper(): Branch | undefined {
+    return this.#upper
+  }
+
+  get work(): WorkArea | undefined {
+    return this.#work
   }
 
   /** Files currently open through this union. */
   get openFiles(): number {
     return this.#files.size
+  }
+
+  /** Files open through this union whose host file lies in the branch rooted at `root`. */
+  openFilesIn(root: string): number {
+    let n = 0
+    for (const f of this.#files.values()) if (f.branch.root === root) n++
+    return n
+  }
+
+  /** Binds upper, work area and copy-up context to the stack's current top (constructor, restack). */
+  #bindUpper(): void {
+    const upper = this.stack.upper()
+    if (upper === this.#upper && this.#copyCtx) return
+    this.#upper = upper
+    this.#work = upper ? new WorkArea(upper.root) : undefined
+    this.#copyCtx = upper && this.#work
+      ? { resolver: this.resolver, upper, work: this.#work, inodes: this.inodes, copyLocks: this.#copyLocks, linkGroups: new LinkGroups() }
+      : undefined
+    this.#work?.prepare()
+  }
+
+  /**
+   * Makes `specs` the stack of this live union (branch add/remove, checkpoint). Preconditions,
+   * checked by the caller (lib/control/): at most one rw branch and only at index 0, no open file
+   * in a removed branch, no operation in flight (the FUSE adapter's gate is held). Every cached
+   * resolution is dropped; open files into a former upper are marked sealed and re-open in the
+   * new upper on their next write (copying the file up first). Sync: nothing runs in between.
+   * `moved`: a checkpoint renamed the upper's directory `from` to `to` (now a ro branch) and
+   * made a new empty one at `from`; every branch then gets a new Branch object.
+   */
+  restack(specs: readonly BranchSpec[], moved?: { readonly from: string; readonly to: string }): void {
+    const before = this.#upper
+    this.stack.replace(specs, { fresh: moved !== undefined })
+    this.resolver.cache.clear()
+    this.#bindUpper()
+    // Open files follow their branch to its new Branch object (a new index; a moved root).
+    for (const f of this.#files.values()) {
+      const wasUpper = before !== undefined && f.branch === before && this.#upper !== before
+      const root = wasUpper && moved?.from === before.root ? moved.to : f.branch.root
+      f.branch = this.stack.all().find((b) => b.root === root) ?? f.branch
+      if (wasUpper) f.sealed = true
+    }
   }
 
   // ---- lookup and attributes ------------------------------------------------------------
@@ -100,7 +170,7 @@ export class LayerFs {
   tryGetattr(p: UnionPath): Attr | undefined {
     const res = this.resolver.resolve(p)
     if (!res) return undefined
-    const st = lstatOrUndefined(res.hits[0]!.host)
+    const st = this.resolver.takeFresh(res) ? res.hits[0]!.stats : lstatOrUndefined(res.hits[0]!.host)
     return st ? this.#attrOf(res, st) : this.getattr(p)
   }
 
@@ -116,6 +186,7 @@ export class LayerFs {
   fgetattr(p: UnionPath, fh: number): Attr {
     const f = this.#files.get(fh)
     if (!f) return this.getattr(p)
+    if (f.sealed) this.#followCopy(f)
     const st = fs.fstatSync(f.fd)
     const res = this.resolver.resolve(p)
     const ino = res ? this.inodes.numberFor(identityKey(res)) : this.inodes.numberFor(hostKey(st))
@@ -126,7 +197,18 @@ export class LayerFs {
   readdir(p: UnionPath): string[] {
     const res = this.resolver.require(p, 'scandir')
     if (!isDirResolution(res)) throw new FsError('ENOTDIR', 'scandir', p)
-    return this.#guard('scandir', p, () => ['.', '..', ...listMerged(res)])
+    try {
+      return ['.', '..', ...listMerged(res)]
+    } catch (e) {
+      // A branch directory vanished underneath (changed outside the mount): resolve afresh
+      // once. ENOENT is no answer: glibc reads it from getdents as end-of-directory, so the
+      // caller would see an empty listing. A vanished branch root re-resolves to EIO.
+      if (errnoName(e) !== 'ENOENT') rethrow(e, 'scandir', p)
+      this.resolver.cache.invalidate(p)
+      const again = this.resolver.require(p, 'scandir')
+      if (!isDirResolution(again)) throw new FsError('ENOTDIR', 'scandir', p)
+      return this.#guard('scandir', p, () => ['.', '..', ...listMerged(again)])
+    }
   }
 
   /** EINVAL when `p` is not a symlink. */
@@ -166,12 +248,13 @@ export class LayerFs {
       if (isDirResolution(res)) throw new FsError('EISDIR', 'open', p)
       host = await this.#copyUp(p, { truncate: (flags & O_TRUNC) !== 0 }, 'open')
     }
-    return this.#openHost(p, host, (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW, writes)
+    const branch = writes ? this.#upper! : res.hits[0]!.branch
+    return this.#openHost(p, host, (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW, writes, branch)
   }
 
-  #openHost(p: UnionPath, host: string, flags: number, writable: boolean, mode?: number): number {
-    const fd = this.#guard('open', p, () => fs.openSync(host, flags, mode))
-    this.#files.set(fd, { fd, path: p, writable })
+  #openHost(p: UnionPath, host: string, flags: number, writable: boolean, branch: Branch): number {
+    const fd = this.#guard('open', p, () => fs.openSync(host, flags))
+    this.#files.set(fd, { fh: fd, fd, path: p, writable, flags: flags & ~O_TRUNC, branch, sealed: false })
     return fd
   }
 
@@ -182,12 +265,13 @@ export class LayerFs {
       if (flags & O_EXCL) throw new FsError('EEXIST', 'open', p)
       return this.open(p, (flags & ~O_CREAT) | (flags & O_ACCMODE ? 0 : O_RDWR))
     }
+    mode &= ~SETID_BITS
     let fd = -1
     await this.#createEntry(p, 'open', (host) => {
       fd = fs.openSync(host, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW, mode & 0o7777)
       this.#applyMode(host, mode)
     })
-    this.#files.set(fd, { fd, path: p, writable: true })
+    this.#files.set(fd, { fh: fd, fd, path: p, writable: true, flags: O_RDWR | O_NOFOLLOW, branch: this.#upper!, sealed: false })
     return fd
   }
 
@@ -199,19 +283,65 @@ export class LayerFs {
 
   read(fh: number, buf: Buffer, len: number, pos: number): number {
     const f = this.#handle(fh, 'read')
+    if (f.sealed) this.#followCopy(f)
     return this.#guard('read', f.path, () => fs.readSync(f.fd, buf, 0, len, pos))
   }
 
-  write(fh: number, buf: Buffer, len: number, pos: number): number {
+  /** A number, or a Promise only for the first write through a handle sealed by a checkpoint. */
+  write(fh: number, buf: Buffer, len: number, pos: number): number | Promise<number> {
     const f = this.#handle(fh, 'write')
     if (!f.writable) throw new FsError('EBADF', 'write', f.path)
+    if (f.sealed) return this.#reopenInUpper(f).then(() => this.write(fh, buf, len, pos))
     return this.#guard('write', f.path, () => fs.writeSync(f.fd, buf, 0, len, pos))
   }
 
-  ftruncate(fh: number, size: number): void {
+  ftruncate(fh: number, size: number): void | Promise<void> {
     const f = this.#handle(fh, 'ftruncate')
     if (!f.writable) throw new FsError('EINVAL', 'ftruncate', f.path)
+    if (f.sealed) return this.#reopenInUpper(f).then(() => this.ftruncate(fh, size))
     this.#guard('ftruncate', f.path, () => fs.ftruncateSync(f.fd, size))
+  }
+
+  /**
+   * A handle into a branch sealed by a checkpoint, before a write: copies its file up into the
+   * new upper (once, whichever handle writes first) and moves the handle there, so no write ever
+   * lands in a ro branch and none is lost. EIO when the handle's file is no longer reachable by
+   * its name (docs/control.md "Checkpoint").
+   */
+  #reopenInUpper(f: OpenFile): Promise<void> {
+    f.reopening ??= (async () => {
+      this.#checkSameFile(f, 'write')
+      const host = await this.#copyUp(f.path, {}, 'write')
+      this.#swapFd(f, host, this.#upper!)
+    })().finally(() => { f.reopening = undefined })
+    return f.reopening
+  }
+
+  /** A sealed handle whose file another handle has copied up meanwhile: follow it (sync). */
+  #followCopy(f: OpenFile): void {
+    const top = this.resolver.resolve(f.path)?.hits[0]
+    if (!top || top.branch !== this.#upper || f.reopening) return
+    try {
+      this.#checkSameFile(f, 'read')
+    } catch {
+      return // not the same file any more: keep reading what this handle had open
+    }
+    this.#swapFd(f, top.host, top.branch)
+  }
+
+  #checkSameFile(f: OpenFile, syscall: string): void {
+    const st = fs.fstatSync(f.fd)
+    const named = lstatOrUndefined(f.branch.host(f.path))
+    if (!named || named.ino !== st.ino || named.dev !== st.dev) throw new FsError('EIO', syscall, f.path)
+  }
+
+  #swapFd(f: OpenFile, host: string, branch: Branch): void {
+    const fd = this.#guard('open', f.path, () => fs.openSync(host, f.flags))
+    const old = f.fd
+    f.fd = fd
+    f.branch = branch
+    f.sealed = false
+    if (old !== f.fh) fs.closeSync(old)
   }
 
   fsync(fh: number, datasync: boolean): void {
@@ -234,6 +364,7 @@ export class LayerFs {
     const f = this.#files.get(fh)
     if (!f) return
     this.#files.delete(fh)
+    if (f.fd !== f.fh) fs.closeSync(f.fh)
     this.#guard('close', f.path, () => fs.closeSync(f.fd))
   }
 
@@ -290,6 +421,7 @@ export class LayerFs {
   /** The value of xattr `name`; ENODATA when absent. */
   getxattr(p: UnionPath, name: string): Buffer {
     const res = this.resolver.require(p, 'getxattr')
+    if (name === ORIGIN_XATTR) return Buffer.from(originOf(res))
     if (isPrivateXattr(name)) throw new FsError('ENODATA', 'getxattr', p)
     const v = this.#guard('getxattr', p, () => getXattr(res.hits[0]!.host, name))
     if (v === undefined) throw new FsError('ENODATA', 'getxattr', p)
@@ -315,6 +447,7 @@ export class LayerFs {
   }
 
   async removexattr(p: UnionPath, name: string): Promise<void> {
+    if (name === ORIGIN_XATTR) throw new FsError('EPERM', 'removexattr', p)
     this.getxattr(p, name) // ENODATA before any copy-up
     const host = await this.#copyUp(p, {}, 'removexattr')
     this.#guard('removexattr', p, () => removeXattr(host, name))
@@ -349,6 +482,7 @@ export class LayerFs {
   }
 
   async mknod(p: UnionPath, mode: number, rdev: number): Promise<void> {
+    mode &= ~SETID_BITS
     await this.#createEntry(p, 'mknod', async (host) => {
       await mknod(host, mode, rdev)
       this.#applyMode(host, mode)
@@ -361,6 +495,7 @@ export class LayerFs {
     if (isDirResolution(res)) throw new FsError('EPERM', 'link', src)
     // Refuse a bad new name before the copy-up: a failed link must leave the rw branch as it was.
     if (isReservedName(baseName(dst))) throw new FsError('EINVAL', 'link', dst)
+    if (isUndecodableName(baseName(dst))) throw new FsError('EILSEQ', 'link', dst)
     if (this.resolver.resolve(dst)) throw new FsError('EEXIST', 'link', dst)
     const srcHost = await this.#copyUp(src, {}, 'link')
     await this.#createEntry(dst, 'link', (host) => fs.linkSync(srcHost, host))
@@ -377,6 +512,8 @@ export class LayerFs {
     const name = baseName(p)
     if (p === '/' ) throw new FsError('EEXIST', syscall, p)
     if (isReservedName(name)) throw new FsError('EINVAL', syscall, p)
+    // Not UTF-8: the name we were given is not the caller's (paths.ts), refuse it.
+    if (isUndecodableName(name)) throw new FsError('EILSEQ', syscall, p)
     await this.names.run(p, async () => {
       if (this.resolver.resolve(p)) throw new FsError('EEXIST', syscall, p)
       const parent = this.resolver.require(parentOf(p), syscall)
@@ -390,7 +527,9 @@ export class LayerFs {
       } catch (e) {
         rethrow(e, syscall, p)
       } finally {
-        this.resolver.cache.invalidate(p, { subtree: true })
+        // Nothing below a new name can be cached: negative lookups under a missing parent
+        // are never cached (Resolver.resolve), so the name alone is enough.
+        this.resolver.cache.invalidate(p)
       }
     })
   }
@@ -438,7 +577,13 @@ export class LayerFs {
       if (top.branch === upper) {
         if (needsWhiteout) createWhiteout(upper.host(parentOf(p)), baseName(p))
         if (isDirResolution(res)) this.#discardUpperDir(top.host)
-        else mutate('unlink', top.host, () => fs.unlinkSync(top.host))
+        else {
+          const st = lstatOrUndefined(top.host)
+          mutate('unlink', top.host, () => fs.unlinkSync(top.host))
+          // Its last name is gone: drop its number, so the inode table does not grow with every
+          // file ever deleted and a reused host inode does not inherit it.
+          if (st && st.nlink <= 1) this.inodes.forget(hostKey(st))
+        }
       } else {
         const parentHost = await this.#copyUpDirs(parentOf(p), syscall)
         createWhiteout(parentHost, baseName(p))
@@ -471,6 +616,7 @@ export class LayerFs {
   async rename(src: UnionPath, dst: UnionPath): Promise<void> {
     const upper = this.#requireUpper('rename', src)
     if (isReservedName(baseName(dst))) throw new FsError('EINVAL', 'rename', dst)
+    if (isUndecodableName(baseName(dst))) throw new FsError('EILSEQ', 'rename', dst)
     if (src === '/' || dst === '/') throw new FsError('EBUSY', 'rename', src)
     if (src === dst) { this.resolver.require(src, 'rename'); return }
     if (isWithin(dst, src)) throw new FsError('EINVAL', 'rename', dst)
@@ -513,12 +659,19 @@ export class LayerFs {
       } catch (e) {
         rethrow(e, 'rename', src)
       } finally {
+        this.#renameOpenFiles(src, dst)
+        // Subtrees only move with a directory; a file rename touches two names.
         this.resolver.cache.invalidate(src, { subtree: srcIsDir })
-        this.resolver.cache.invalidate(dst, { subtree: true })
-        this.resolver.cache.invalidate(parentOf(src))
-        this.resolver.cache.invalidate(parentOf(dst))
+        this.resolver.cache.invalidate(dst, { subtree: srcIsDir })
       }
     })
+  }
+
+  /** Open handles follow their file's name (a checkpoint re-opens them by name). */
+  #renameOpenFiles(src: UnionPath, dst: UnionPath): void {
+    for (const f of this.#files.values()) {
+      if (isWithin(f.path, src)) f.path = (dst + f.path.slice(src.length)) as UnionPath
+    }
   }
 
   /** Whether any lower branch holds an entry named like `p` in its parent's merged dirs. */
@@ -575,6 +728,15 @@ export class LayerFs {
       rethrow(e, syscall, p ?? '')
     }
   }
+}
+
+/**
+ * The value of `user.layerfs.origin`: "INDEX:MODE:ROOT" of the branch that supplies the path
+ * (a merged directory: its top-most branch), e.g. "1:ro:/srv/base".
+ */
+export function originOf(res: Resolution): string {
+  const b = res.hits[0]!.branch
+  return `${b.index}:${b.mode}:${b.root}`
 }
 
 /** Normalizes a path given by a user of the API ('a/b', '/a/b/') to a union path. */

@@ -114,6 +114,17 @@ function realDir(p: string, what: string): string {
   return fs.realpathSync(p)
 }
 
+/** The real path a missing directory will have once created: its nearest existing ancestor, resolved. */
+function futurePath(p: string): string {
+  const tail: string[] = []
+  let head = path.resolve(p)
+  while (!fs.existsSync(head) && path.dirname(head) !== head) {
+    tail.unshift(path.basename(head))
+    head = path.dirname(head)
+  }
+  return path.join(fs.realpathSync(head), ...tail)
+}
+
 function inside(child: string, parent: string): boolean {
   return child === parent || child.startsWith(parent.endsWith('/') ? parent : parent + '/')
 }
@@ -138,14 +149,9 @@ export function resolveStack(req: StackRequest): BranchSpec[] {
     const mode: BranchMode = b.mode ?? (!explicit && req.upper === undefined && i === 0 && isWritableDir(real) ? 'rw' : 'ro')
     return { path: real, mode }
   })
-  if (req.upper !== undefined) {
-    try {
-      fs.mkdirSync(req.upper, { recursive: true })
-    } catch (e) {
-      throw new ConfigError((e as NodeJS.ErrnoException).code ?? 'EIO', `cannot create upper '${req.upper}': ${(e as Error).message}`)
-    }
-    specs.unshift({ path: realDir(req.upper, 'upper'), mode: 'rw' })
-  }
+  // A missing upper is created only once every check has passed: a refused stack writes nothing.
+  const createUpper = req.upper !== undefined && !fs.existsSync(req.upper)
+  if (req.upper !== undefined) specs.unshift({ path: createUpper ? futurePath(req.upper) : realDir(req.upper, 'upper'), mode: 'rw' })
   const rws = specs.filter((s) => s.mode === 'rw')
   if (rws.length > 1) throw new ConfigError('EINVAL', `two rw branches ('${rws[0]!.path}' and '${rws[1]!.path}'): at most one branch is rw`)
   if (rws.length === 1 && specs[0]!.mode !== 'rw') {
@@ -169,6 +175,13 @@ export function resolveStack(req: StackRequest): BranchSpec[] {
       if (inside(mnt, s.path)) throw new ConfigError('ELOOP', `mount point '${mnt}' is inside branch '${s.path}'`)
     }
     if (!req.skipMountpointCheck) checkMountpoint(mnt)
+  }
+  if (createUpper) {
+    try {
+      fs.mkdirSync(req.upper!, { recursive: true })
+    } catch (e) {
+      throw new ConfigError((e as NodeJS.ErrnoException).code ?? 'EIO', `cannot create upper '${req.upper}': ${(e as Error).message}`)
+    }
   }
   return specs
 }

@@ -20,6 +20,14 @@ export function normalizeUnionPath(p: string, syscall = 'lookup'): UnionPath {
   return parts.length === 0 ? '/' : '/' + parts.join('/')
 }
 
+/**
+ * Whether a name arrived with bytes that are not UTF-8: fuse-native hands paths over as UTF-8
+ * strings, decoding such bytes to U+FFFD, so the real name is lost and two names would collide.
+ */
+export function isUndecodableName(name: string): boolean {
+  return name.includes('\uFFFD')
+}
+
 export function parentOf(p: UnionPath): UnionPath {
   const i = p.lastIndexOf('/')
   return i <= 0 ? '/' : p.slice(0, i)

@@ -104,7 +104,7 @@ export class UnionView {
       let pos = opts.append ? this.core.fgetattr(up, fh).size : 0
       let off = 0
       while (off < buf.length) {
-        const n = this.core.write(fh, buf.subarray(off), buf.length - off, pos)
+        const n = await this.core.write(fh, buf.subarray(off), buf.length - off, pos)
         off += n
         pos += n
       }

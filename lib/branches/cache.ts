@@ -8,10 +8,16 @@ export const NEGATIVE = Symbol('negative')
 export class ResolutionCache<V extends object> {
   readonly #lru: LRUCache<UnionPath, V | typeof NEGATIVE>
   /** Entry names of read-only branch directories, by host path (they never change under us). */
-  readonly #dirNames = new LRUCache<string, ReadonlySet<string>>({ max: 20_000 })
+  readonly #dirNames: LRUCache<string, ReadonlySet<string>>
 
-  constructor(max = 100_000) {
-    this.#lru = new LRUCache({ max })
+  /**
+   * `ttlMs`: entries are trusted for at most this long (--revalidate: changes made directly in
+   * the branch directories are picked up after it); without it, until invalidated or evicted.
+   */
+  constructor(max = 100_000, ttlMs?: number) {
+    const ttl = ttlMs ? { ttl: ttlMs, ttlResolution: Math.min(ttlMs, 100) } : {}
+    this.#lru = new LRUCache({ max, ...ttl })
+    this.#dirNames = new LRUCache<string, ReadonlySet<string>>({ max: 20_000, ...ttl })
   }
 
   /** The cached names of a read-only host directory, loading them with `load` on a miss. */

@@ -1,5 +1,6 @@
 // The merged listing: upper first, each name once from its top-most branch, markers applied.
 import { fs, lstatOrUndefined } from '../fs.js'
+import { isUndecodableName } from '../paths.js'
 import { META_PREFIX, isCharDevWhiteout, whitedOutName, WHITEOUT_PREFIX } from '../whiteout/encoding.js'
 import type { Resolution } from './resolve.js'
 
@@ -27,6 +28,9 @@ export function listMerged(dir: Resolution): string[] {
         if (st && isCharDevWhiteout(st)) { deleted.push(name); continue }
       }
       if (seen.has(name) || hidden.has(name)) continue
+      // A name that is not UTF-8 comes back with U+FFFD (paths.ts isUndecodableName): it could
+      // never be looked up, so it is not listed (a real U+FFFD name still exists and is kept).
+      if (isUndecodableName(name) && !lstatOrUndefined(hit.host + '/' + name)) continue
       seen.add(name)
       out.push(name)
     }

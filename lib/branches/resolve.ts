@@ -62,9 +62,10 @@ export class Resolver {
   readonly stack: BranchStack
   readonly cache: ResolutionCache<Resolution>
 
-  constructor(stack: BranchStack, cacheSize?: number) {
+  /** `cacheTtlMs`: how long a cached resolution is trusted (--revalidate); default: until invalidated. */
+  constructor(stack: BranchStack, cacheSize?: number, cacheTtlMs?: number) {
     this.stack = stack
-    this.cache = new ResolutionCache<Resolution>(cacheSize)
+    this.cache = new ResolutionCache<Resolution>(cacheSize, cacheTtlMs)
   }
 
   /**
@@ -73,7 +74,12 @@ export class Resolver {
    */
   resolve(p: UnionPath): Resolution | undefined {
     const cached = this.cache.get(p)
-    if (cached !== undefined) return cached === NEGATIVE ? undefined : cached
+    if (cached !== undefined) {
+      // Stats read by an earlier resolve are not fresh any more: the operation that resolved
+      // (utimens, chmod, write…) may have changed the entry since.
+      this.#fresh = undefined
+      return cached === NEGATIVE ? undefined : cached
+    }
     const res = p === '/' ? this.#resolveRoot() : this.#resolveChild(p)
     // A miss is cached only below an existing directory: then creating the name is the one
     // change that can make it appear, and creation invalidates exactly that name.

@@ -22,6 +22,8 @@ export interface MountCommandOptions {
   attrTimeout?: string
   negativeTimeout?: string
   coherent?: boolean
+  /** --revalidate [SECONDS] (added by lib/cli/control-commands.ts); true means the default bound. */
+  revalidate?: string | boolean
 }
 
 function fail(message: string): number {
@@ -44,6 +46,9 @@ function stackFrom(spec: string | undefined, o: readonly string[], upperFlag?: s
   }
   return { branches: parseBranches(spec!), upper: upperFlag ?? mo.upperdir, passThrough: mo.other }
 }
+
+/** The bound of a bare --revalidate, in seconds (docs/control.md "Changes underneath"). */
+export const REVALIDATE_DEFAULT_SECONDS = 1
 
 const seconds = (v: string | undefined): number | undefined => {
   if (v === undefined) return undefined
@@ -72,6 +77,7 @@ export async function mountCommand(positional: string[], opts: MountCommandOptio
       allowOther: opts.allowOther ?? (passThrough.includes('allow_other') ? true : undefined),
       entryTimeout: seconds(opts.entryTimeout), attrTimeout: seconds(opts.attrTimeout), negativeTimeout: seconds(opts.negativeTimeout),
       coherent: opts.coherent,
+      revalidate: opts.revalidate === undefined || opts.revalidate === false ? undefined : opts.revalidate === true ? REVALIDATE_DEFAULT_SECONDS : seconds(opts.revalidate),
     }
     if (opts.foreground) {
       return await runMountDaemon({ branches: inputs, upper: readOnly ? undefined : upper, mountpoint, ipc: !!opts.ipc, watchParent: !!opts.watchParent, serve: serveOpts })

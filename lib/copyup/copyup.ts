@@ -121,7 +121,7 @@ async function buildCopy(srcHost: string, st: Stats, tmp: string, isDir: boolean
     fs.mkdirSync(tmp, { mode: 0o700 })
   } else if (st.isFile()) {
     if (opts.truncate) fs.writeFileSync(tmp, '', { mode: 0o600, flag: 'wx' })
-    else await copyFileData(srcHost, tmp)
+    else await copyFileData(srcHost, tmp, st.size)
   } else if (st.isSymbolicLink()) {
     fs.symlinkSync(fs.readlinkSync(srcHost), tmp)
   } else {

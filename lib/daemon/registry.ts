@@ -26,6 +26,31 @@ export function logFileFor(mountpoint: string): string {
   return fileFor(mountpoint, 'log')
 }
 
+/** The control socket of a mount's daemon (lib/control/server.ts). */
+export function socketFileFor(mountpoint: string): string {
+  return fileFor(mountpoint, 'sock')
+}
+
+/** Every mount record in the run directory (whether or not its daemon still runs). */
+export function listRecords(): MountRecord[] {
+  let names: string[]
+  try {
+    names = fs.readdirSync(runDir())
+  } catch {
+    return []
+  }
+  const out: MountRecord[] = []
+  for (const n of names) {
+    if (!n.endsWith('.json')) continue
+    try {
+      out.push(JSON.parse(fs.readFileSync(`${runDir()}/${n}`, 'utf8')) as MountRecord)
+    } catch {
+      // being written or removed right now
+    }
+  }
+  return out
+}
+
 export function writeRecord(rec: MountRecord): void {
   fs.mkdirSync(runDir(), { recursive: true, mode: 0o700 })
   fs.writeFileSync(fileFor(rec.mountpoint, 'json'), JSON.stringify(rec, null, 2) + '\n', { mode: 0o600 })

@@ -5,7 +5,8 @@ import type { BranchInput } from '../options.js'
 import { ConfigError, resolveStack } from '../options.js'
 import { LayerFs } from '../layerfs.js'
 import { serve, type ServeOptions, type ServedMount } from '../fuse/mount.js'
-import { removeEmptyLog, removeRecord, writeRecord } from './registry.js'
+import { startControlServer, type ControlServer } from '../control/server.js'
+import { removeEmptyLog, removeRecord, socketFileFor, writeRecord } from './registry.js'
 import type { DaemonMessage } from './start.js'
 
 export interface DaemonArgs {
@@ -26,12 +27,25 @@ function send(m: DaemonMessage): void {
 /** Runs the daemon to the end; resolves with the process exit code. */
 export async function runMountDaemon(args: DaemonArgs): Promise<number> {
   let mounted: ServedMount
+  let control: ControlServer | undefined
   try {
     const specs = resolveStack({ branches: args.branches, upper: args.upper, mountpoint: args.mountpoint })
     process.umask(0) // the kernel already applied the caller's umask to every mode it sends
-    const core = new LayerFs(specs)
+    const rv = args.serve.revalidate
+    const core = new LayerFs(specs, { cacheTtlMs: rv !== undefined ? rv * 1000 : undefined })
     mounted = await serve(core, fs.realpathSync(args.mountpoint), args.serve)
-    writeRecord({ pid: process.pid, mountpoint: mounted.mountpoint, branches: specs, started: new Date().toISOString() })
+    const started = new Date()
+    const m = mounted
+    writeRecord({ pid: process.pid, mountpoint: m.mountpoint, branches: specs, started: started.toISOString() })
+    // The control channel (docs/control.md); the stack it changes is recorded at once.
+    control = await startControlServer(m, socketFileFor(m.mountpoint), {
+      started,
+      onStackChange: (now) => writeRecord({ pid: process.pid, mountpoint: m.mountpoint, branches: now, started: started.toISOString() }),
+    }).catch((e) => {
+      // The mount works without it; only `layerfs which/status/branch/checkpoint` do not.
+      process.stderr.write(`layerfs: no control channel for '${m.mountpoint}': ${(e as Error).message}\n`)
+      return undefined
+    })
   } catch (e) {
     const code = (e as ConfigError).code ?? 'EIO'
     const message = e instanceof ConfigError ? e.message : String((e as Error)?.message ?? e)
@@ -62,6 +76,7 @@ export async function runMountDaemon(args: DaemonArgs): Promise<number> {
   process.on('SIGHUP', stop)
   if (args.ipc && args.watchParent) process.on('disconnect', stop)
   await mounted.closed
+  await control?.close()
   removeRecord(mounted.mountpoint)
   removeEmptyLog(mounted.mountpoint)
   return 0

@@ -4,6 +4,7 @@ import { constants } from 'node:os'
 import type { Attr } from '../attr.js'
 import { errnoName, toFuseErrno } from '../errors.js'
 import type { LayerFs } from '../layerfs.js'
+import { Activity, GATED_OPS } from './activity.js'
 import { createLogger } from '../log.js'
 import { normalizeUnionPath } from '../paths.js'
 
@@ -32,7 +33,7 @@ function failure(op: string, path: string, e: unknown): number {
  * Calls `fn` and answers `cb` with 0 and its value, or with a negative errno. Synchronous
  * results are answered at once (the hot path), promises when they settle.
  */
-function settle(op: string, path: string, cb: Cb, fn: () => unknown, map?: (v: any) => unknown): void {
+function settleNow(op: string, path: string, cb: Cb, fn: () => unknown, map?: (v: any) => unknown): unknown {
   const t0 = log.enabled() ? performance.now() : 0
   const done = (code: number, value?: unknown): void => {
     if (t0) log.debug('%s %s -> %s %sms', op, path, code < 0 ? codeName(code) : 'OK', (performance.now() - t0).toFixed(2))
@@ -41,22 +42,29 @@ function settle(op: string, path: string, cb: Cb, fn: () => unknown, map?: (v: a
   try {
     const r = fn()
     if (r instanceof Promise) {
-      r.then((v) => done(0, map ? map(v) : v), (e) => done(failure(op, path, e)))
+      return r.then((v) => done(0, map ? map(v) : v), (e) => done(failure(op, path, e)))
     } else {
       done(0, map ? map(r) : r)
     }
   } catch (e) {
     done(failure(op, path, e))
   }
+  return undefined
 }
 
-/** Like settle, for fuse-native ops whose callback takes the result count first (read, write). */
-function settleCount(op: string, path: string, cb: (n: number) => void, fn: () => number): void {
+/**
+ * Like settle, for fuse-native ops whose callback takes the result count first (read, write).
+ * A promise (the first write through a handle sealed by a checkpoint) is answered when it settles.
+ */
+function settleCount(op: string, path: string, cb: (n: number) => void, fn: () => number | Promise<number>): unknown {
   try {
-    cb(fn())
+    const r = fn()
+    if (typeof r === 'number') cb(r)
+    else return r.then(cb, (e) => cb(failure(op, path, e)))
   } catch (e) {
     cb(failure(op, path, e))
   }
+  return undefined
 }
 
 const names = new Map(Object.entries(constants.errno).map(([k, v]) => [-v, k]))
@@ -64,23 +72,38 @@ function codeName(code: number): string {
   return names.get(code) ?? String(code)
 }
 
-/** FUSE hands over UTIME_NOW and UTIME_OMIT as tv_nsec ≈ 2^30, which fuse-native turns into 1073 ms. */
-const UTIME_SPECIAL_MS = 1073
+/**
+ * UTIME_OMIT as the fixed binding sends it (scripts/build-fuse-binding.mjs: 2^53 - 1 ms); it
+ * sends UTIME_NOW as the current time.
+ */
+const UTIME_OMIT_MS = Number.MAX_SAFE_INTEGER
+/** The prebuilt binding turns both UTIME_NOW and UTIME_OMIT (tv_nsec ≈ 2^30) into 1073 ms. */
+const UTIME_PREBUILT_SPECIAL_MS = 1073
 
 function utimeArgs(atime: number, mtime: number): [number | undefined, number | undefined] {
-  const now = Date.now()
-  const a = atime === UTIME_SPECIAL_MS
-  const m = mtime === UTIME_SPECIAL_MS
-  if (a && m) return [now, now]
-  return [a ? undefined : atime, m ? undefined : mtime]
+  const a = atime === UTIME_PREBUILT_SPECIAL_MS
+  const m = mtime === UTIME_PREBUILT_SPECIAL_MS
+  if (a && m) return [Date.now(), Date.now()]
+  const omit = (t: number, special: boolean): number | undefined => (special || t >= UTIME_OMIT_MS ? undefined : t)
+  return [omit(atime, a), omit(mtime, m)]
 }
 
-/** The operations table for fuse-native, over one LayerFs. Paths from the kernel are validated first. */
-export function makeFuseOps(core: LayerFs): Record<string, (...args: any[]) => void> {
+/**
+ * The operations table for fuse-native, over one LayerFs. Paths from the kernel are validated
+ * first. `activity` counts every op and holds changing ops back during a stack change.
+ */
+export function makeFuseOps(core: LayerFs, activity = new Activity()): Record<string, (...args: any[]) => void> {
   const P = (p: string): string => normalizeUnionPath(p)
+  const counts = activity.counts
+  const settle = (op: string, path: string, cb: Cb, fn: () => unknown, map?: (v: any) => unknown): void => {
+    counts[op] = (counts[op] ?? 0) + 1
+    if (GATED_OPS.has(op)) activity.gate(() => settleNow(op, path, cb, fn, map))
+    else settleNow(op, path, cb, fn, map)
+  }
   return {
     init: (cb: Cb) => cb(0),
     getattr(path: string, cb: Cb) {
+      counts.getattr = (counts.getattr ?? 0) + 1
       try {
         const a = core.tryGetattr(P(path))
         if (!a) return cb(ENOENT)
@@ -100,10 +123,12 @@ export function makeFuseOps(core: LayerFs): Record<string, (...args: any[]) => v
     open: (path: string, flags: number, cb: Cb) => settle('open', path, cb, () => core.open(P(path), flags)),
     create: (path: string, mode: number, cb: Cb) => settle('create', path, cb, () => core.create(P(path), mode)),
     read(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) {
+      counts.read = (counts.read ?? 0) + 1
       settleCount('read', path, cb, () => core.read(fd, buf, len, pos))
     },
     write(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) {
-      settleCount('write', path, cb, () => core.write(fd, buf, len, pos))
+      counts.write = (counts.write ?? 0) + 1
+      activity.gate(() => settleCount('write', path, cb, () => core.write(fd, buf, len, pos)))
     },
     release: (path: string, fd: number, cb: Cb) => settle('release', path, cb, () => core.release(fd)),
     flush: (_path: string, _fd: number, cb: Cb) => cb(0),

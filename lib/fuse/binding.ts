@@ -1,6 +1,7 @@
 // The one importer of fuse-native: loads it with a clear error when libfuse2 is missing, and
 // extends it with the options and fixes it lacks (use_ino, negative_timeout, big_writes…).
 import { createRequire } from 'node:module'
+import { fs } from '../fs.js'
 import { ConfigError } from '../options.js'
 
 const require = createRequire(import.meta.url)
@@ -18,7 +19,20 @@ interface FuseNativeInternals {
   opts: { extraOptions?: string[] }
 }
 
-let cached: { Fuse: FuseCtor; setUnmount(fn: (mnt: string) => Promise<void>): void } | undefined
+let cached: { Fuse: FuseCtor; setUnmount(fn: (mnt: string) => Promise<void>): void; fixedBinding: boolean } | undefined
+
+/**
+ * Whether fuse-native loads the binding scripts/build-fuse-binding.mjs built at install (utimens
+ * fix) rather than its prebuilt one, which turns every mtime set through the mount into the atime.
+ */
+function hasFixedBinding(): boolean {
+  try {
+    const dir = require.resolve('fuse-native/package.json').replace(/package\.json$/, '')
+    return fs.existsSync(dir + 'build/Release/LAYERFS_PATCHED')
+  } catch {
+    return false
+  }
+}
 
 /**
  * fuse-native, subclassed. Throws ConfigError ENOSYS naming the Debian package when the
@@ -102,6 +116,7 @@ export function loadFuse(): NonNullable<typeof cached> {
   }
   cached = {
     Fuse: LayerfsFuse as unknown as FuseCtor,
+    fixedBinding: hasFixedBinding(),
     // fuse-native unmounts with `fusermount -uz` (lazy, and absent on some systems); use ours.
     setUnmount(fn) {
       Base.unmount = (mnt: string, cb: (err: Error | null) => void) => fn(mnt).then(() => cb(null), cb)

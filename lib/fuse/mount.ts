@@ -4,6 +4,7 @@ import type { LayerFs } from '../layerfs.js'
 import { fs } from '../fs.js'
 import { createLogger } from '../log.js'
 import { ConfigError, isMountpoint } from '../options.js'
+import { Activity } from './activity.js'
 import { makeFuseOps } from './adapter.js'
 import { loadFuse, type FuseInstance } from './binding.js'
 import { unmountPath, type UnmountOptions } from './unmount.js'
@@ -17,6 +18,12 @@ export interface ServeOptions {
   readonly entryTimeout?: number
   readonly attrTimeout?: number
   readonly negativeTimeout?: number
+  /**
+   * Pick up changes made directly in the branch directories within this many seconds: kernel
+   * entry/attr/negative timeouts of this length, auto_cache instead of kernel_cache, and
+   * resolutions cached by the daemon for at most as long (docs/control.md "Changes underneath").
+   */
+  readonly revalidate?: number
   /** libfuse's own request trace on stderr. */
   readonly fuseDebug?: boolean
   /**
@@ -32,6 +39,10 @@ export interface ServeOptions {
 export interface ServedMount {
   readonly mountpoint: string
   readonly core: LayerFs
+  /** Operation counts, and the gate stack changes hold (lib/control/). */
+  readonly activity: Activity
+  /** The options the mount was made with (status). */
+  readonly options: ServeOptions
   /** Resolves when the mount point is no longer mounted (by unmount() or from outside). */
   readonly closed: Promise<void>
   unmount(opts?: UnmountOptions): Promise<void>
@@ -53,31 +64,41 @@ const UNBOUNDED_OPS = ['open', 'create', 'truncate', 'rename', 'link', 'chmod', 
  */
 export async function serve(core: LayerFs, mountpoint: string, opts: ServeOptions = {}): Promise<ServedMount> {
   if (!fs.existsSync('/dev/fuse')) throw new ConfigError('ENODEV', '/dev/fuse is missing: load the fuse module (modprobe fuse) or pass the device in')
-  const { Fuse, setUnmount } = loadFuse()
+  const { Fuse, setUnmount, fixedBinding } = loadFuse()
+  if (!fixedBinding) {
+    log.warnOnce('prebuilt-binding', 'the fixed FUSE binding is not built (npm install runs scripts/build-fuse-binding.mjs): times set through the mount lose their mtime')
+  }
   // fuse-native's own close path calls this after we unmounted: tolerate 'not mounted'.
   setUnmount((mnt) => (isMountpoint(mnt) ? unmountPath(mnt) : Promise.resolve()))
   const root = process.getuid?.() === 0
   const allowOther = opts.allowOther ?? root
   // Given here rather than through fuse-native's options, which drop a timeout of 0.
-  const attrTimeout = opts.coherent ? 0 : opts.attrTimeout ?? DEFAULT_TIMEOUTS.attr
+  // --revalidate N: the kernel keeps names and attributes N seconds at most (explicit timeouts
+  // still win), and re-checks file pages at open (auto_cache) instead of keeping them.
+  const rv = opts.revalidate
+  const attrTimeout = opts.coherent ? 0 : opts.attrTimeout ?? rv ?? DEFAULT_TIMEOUTS.attr
   const extra = [
     'use_ino', // our inode numbers, stable across copy-up, instead of libfuse's
     'big_writes', 'max_write=131072', 'max_read=131072',
-    `entry_timeout=${opts.entryTimeout ?? DEFAULT_TIMEOUTS.entry}`,
+    `entry_timeout=${opts.entryTimeout ?? rv ?? DEFAULT_TIMEOUTS.entry}`,
     `attr_timeout=${attrTimeout}`,
-    `negative_timeout=${opts.negativeTimeout ?? DEFAULT_TIMEOUTS.negative}`,
+    `negative_timeout=${opts.negativeTimeout ?? rv ?? DEFAULT_TIMEOUTS.negative}`,
     'default_permissions', // the kernel checks permissions against the merged attributes
+    // open(O_TRUNC) reaches us with O_TRUNC (else the kernel strips it and truncates later):
+    // a lower file opened with O_TRUNC is copied up empty, not copied whole and then cut.
+    'atomic_o_trunc',
     // kernel_cache keeps file pages across opens (every write goes through us, so they stay
     // right) — except for the other names of a hard link, which libfuse 2 gives kernel inodes
     // of their own: --coherent revalidates pages at open (auto_cache) and attributes always.
-    opts.coherent ? 'auto_cache' : 'kernel_cache',
+    opts.coherent || rv !== undefined ? 'auto_cache' : 'kernel_cache',
   ]
   if (!core.upper) extra.push('ro')
   if (opts.dev) extra.push('dev')
   if (opts.suid) extra.push('suid')
   const timeout: Record<string, number | false> = { default: 30_000 }
   for (const op of UNBOUNDED_OPS) timeout[op] = false
-  const fuse: FuseInstance = new Fuse(mountpoint, makeFuseOps(core), {
+  const activity = new Activity()
+  const fuse: FuseInstance = new Fuse(mountpoint, makeFuseOps(core, activity), {
     fsname: 'layerfs', subtype: 'layerfs', allowOther,
     debug: opts.fuseDebug ?? false,
     timeout, extraOptions: extra,
@@ -103,7 +124,7 @@ export async function serve(core: LayerFs, mountpoint: string, opts: ServeOption
     onClosed()
   }
   return {
-    mountpoint, core, closed,
+    mountpoint, core, closed, activity, options: opts,
     async unmount(uopts?: UnmountOptions) {
       if (isMountpoint(mountpoint)) {
         await unmountPath(mountpoint, uopts)

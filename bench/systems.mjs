@@ -1,0 +1,140 @@
+// The union file systems under test: how to tell whether each is installed, mount it on the
+// fixture with a fresh upper, find its daemon, and unmount it (always, also after a failure).
+import { execFile, spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const HERE = path.dirname(fileURLToPath(import.meta.url))
+/** The layerfs CLI under test; LAYERFS_BENCH_CLI (run.mjs --cli) points at another build for A/B runs. */
+export const CLI = path.resolve(process.env.LAYERFS_BENCH_CLI ?? path.join(HERE, '../dist/bin/layerfs.js'))
+
+export function run(cmd, args, { timeoutMs = 600_000, input } = {}) {
+  return new Promise((resolve) => {
+    const child = execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 256 << 20 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) })
+    })
+    if (input !== undefined) child.stdin.end(input)
+  })
+}
+
+export function isMounted(mnt) {
+  return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === mnt)
+}
+
+const which = (bin) => process.env.PATH.split(':').some((d) => fs.existsSync(path.join(d, bin)))
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+async function waitFor(pred, ms, what) {
+  const deadline = Date.now() + ms
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(10)
+  }
+}
+
+function alive(pid) {
+  try { process.kill(pid, 0); return true } catch { return false }
+}
+
+/** A FUSE daemon run in the foreground as our child (detached: its own process group). */
+async function spawnDaemon(cmd, args, mnt, logFile) {
+  const out = fs.openSync(logFile, 'a')
+  const child = spawn(cmd, args, { detached: true, stdio: ['ignore', out, out] })
+  fs.closeSync(out)
+  child.unref()
+  let exited = false
+  child.on('exit', () => { exited = true })
+  await waitFor(() => isMounted(mnt) || exited, 15_000, `${cmd} to mount ${mnt}`)
+  if (!isMounted(mnt)) throw new Error(`${cmd} exited without mounting: ${fs.readFileSync(logFile, 'utf8').slice(-2000)}`)
+  return child.pid
+}
+
+async function fuseUnmount(bin, mnt, pid) {
+  for (let i = 0; i < 100 && isMounted(mnt); i++) {
+    const r = await run(bin, ['-u', mnt])
+    if (r.code === 0) break
+    await sleep(100)
+  }
+  if (isMounted(mnt)) await run('umount', ['-l', mnt])
+  if (pid) await waitFor(() => !alive(pid), 10_000, `daemon ${pid} to exit`).catch(() => process.kill(pid, 'SIGKILL'))
+}
+
+/**
+ * Each system: `available()`, `mount(ctx)` → { pid? }, `unmount(ctx, state)`.
+ * ctx: { layers: fixture.layers, upper, work, mnt, log }.
+ */
+export const SYSTEMS = {
+  layerfs: {
+    label: 'layerfs',
+    available: () => fs.existsSync(CLI) && fs.existsSync('/dev/fuse'),
+    whiteoutForm: 'native (.wh. files)',
+    async mount({ layers, upper, mnt }) {
+      const lower = [layers.top, layers.middle, layers.base].join(':')
+      const r = await run(process.execPath, [CLI, 'mount', '-o', `lowerdir=${lower},upperdir=${upper}`, 'none', mnt])
+      if (r.code !== 0 || !isMounted(mnt)) throw new Error(`layerfs mount failed (${r.code}): ${r.stderr}`)
+      // The CLI's registry: /run/layerfs/<sha1(mountpoint)[:16]>.json holds the daemon's pid.
+      const rec = `/run/layerfs/${createHash('sha1').update(mnt).digest('hex').slice(0, 16)}.json`
+      await waitFor(() => fs.existsSync(rec), 5_000, 'the layerfs daemon record')
+      return { pid: JSON.parse(fs.readFileSync(rec, 'utf8')).pid }
+    },
+    async unmount({ mnt }, st) {
+      if (isMounted(mnt)) {
+        const r = await run(process.execPath, [CLI, 'umount', mnt])
+        if (r.code !== 0 && isMounted(mnt)) await fuseUnmount('fusermount', mnt)
+      }
+      if (st?.pid) await waitFor(() => !alive(st.pid), 10_000, 'layerfs daemon exit').catch(() => process.kill(st.pid, 'SIGKILL'))
+    },
+  },
+  overlayfs: {
+    label: 'kernel overlayfs',
+    available: () => fs.readFileSync('/proc/filesystems', 'utf8').includes('overlay') && process.getuid() === 0,
+    whiteoutForm: 'converted (0/0 char devices, trusted.overlay.opaque)',
+    async mount({ layers, upper, work, mnt }) {
+      const lower = [layers.top, layers.middleOvl, layers.base].join(':')
+      const r = await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, mnt])
+      if (r.code !== 0) throw new Error(`overlay mount failed: ${r.stderr}`)
+      return {}
+    },
+    async unmount({ mnt }) {
+      for (let i = 0; i < 50 && isMounted(mnt); i++) {
+        if ((await run('umount', [mnt])).code === 0) break
+        await sleep(100)
+      }
+      if (isMounted(mnt)) await run('umount', ['-l', mnt])
+    },
+  },
+  'fuse-overlayfs': {
+    label: 'fuse-overlayfs',
+    available: () => which('fuse-overlayfs') && which('fusermount3'),
+    whiteoutForm: 'native (.wh. files)',
+    async mount({ layers, upper, work, mnt, log }) {
+      const lower = [layers.top, layers.middle, layers.base].join(':')
+      return { pid: await spawnDaemon('fuse-overlayfs', ['-f', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, mnt], mnt, log) }
+    },
+    async unmount({ mnt }, st) { await fuseUnmount('fusermount3', mnt, st?.pid) },
+  },
+  'unionfs-fuse': {
+    label: 'unionfs-fuse',
+    available: () => which('unionfs') && which('fusermount'),
+    whiteoutForm: 'converted (.unionfs-fuse/…_HIDDEN~; opaque dirs as hidden children)',
+    /** Its metadata dir shows in the merged view (it lives in a lower branch here): not counted. */
+    visibleMeta: '/.unionfs-fuse',
+    async mount({ layers, upper, mnt, log }) {
+      const branches = `${upper}=RW:${layers.top}=RO:${layers.middleUnionfs}=RO:${layers.base}=RO`
+      return { pid: await spawnDaemon('unionfs', ['-f', '-o', 'cow', branches, mnt], mnt, log) }
+    },
+    async unmount({ mnt }, st) { await fuseUnmount('fusermount', mnt, st?.pid) },
+  },
+}
+
+/** VmHWM (peak resident set) of a process in KiB, or undefined. */
+export function peakRssKiB(pid) {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m ? Number(m[1]) : undefined
+  } catch {
+    return undefined
+  }
+}
