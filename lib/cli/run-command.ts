@@ -3,6 +3,8 @@ import type { Command } from 'commander'
 import { ConfigError } from '../options.js'
 import { run } from '../launcher/run.js'
 import type { NetMode } from '../launcher/unshare.js'
+import { branchSpec, imageStack } from '../image/image-stack.js'
+import { unpackProgress } from './image-progress.js'
 
 export interface RunCommandOptions {
   upper?: string
@@ -10,6 +12,8 @@ export interface RunCommandOptions {
   initLayer?: string
   keep?: boolean
   net?: string
+  image?: string
+  store?: string
 }
 
 export const RUN_HELP_FOOTER = `
@@ -43,21 +47,46 @@ export async function runCommand(branches: string, cmd: string[], opts: RunComma
   }
 }
 
+/**
+ * BRANCHES and CMD, or with --image the image's layers (brought into the store, verified) and
+ * CMD: commander hands the first word after `--` to [branches] when BRANCHES is left out.
+ */
+async function stackOf(branches: string | undefined, cmd: string[], opts: RunCommandOptions): Promise<{ branches: string; cmd: string[] } | undefined> {
+  if (opts.image === undefined) {
+    if (branches !== undefined) return { branches, cmd }
+    process.stderr.write('layerfs: no BRANCHES (or --image) given\n')
+    return undefined
+  }
+  const progress = unpackProgress()
+  try {
+    const { branches: layers } = await imageStack(opts.image, { store: opts.store, onProgress: progress.onProgress })
+    return { branches: branchSpec(layers), cmd: branches === undefined ? cmd : [branches, ...cmd] }
+  } catch (e) {
+    process.stderr.write(`layerfs: ${e instanceof ConfigError ? e.message : String((e as Error)?.message ?? e)}\n`)
+    return undefined
+  } finally {
+    progress.done()
+  }
+}
+
 /** Adds `layerfs run` to the program. */
 export function registerRunCommand(program: Command): void {
   program
     .command('run')
     .description('run CMD in its own mount and PID namespaces on top of BRANCHES (top first)')
-    .argument('<branches>', 'the image, top first, e.g. ./layers/app:./layers/base (used read-only)')
+    .argument('[branches]', 'the image, top first, e.g. ./layers/app:./layers/base (used read-only)')
     .argument('[cmd...]', 'after --: the command and its arguments')
     .option('--upper <dir>', 'the rw branch (created if missing, kept); default: a temporary one')
     .option('--hostname <name>', 'a UTS namespace with this host name')
     .option('--init-layer <dir>', 'generate the init layer in DIR (kept); default: a temporary one')
     .option('--keep', 'keep the temporary rw branch for inspection')
     .option('--net <mode>', "'none': a network namespace with only loopback (default: the host's network)")
+    .option('--image <ref>', 'run an image (OCI layout dir or docker/podman save tar, PATH[:TAG]) instead of BRANCHES')
+    .option('--store <dir>', 'layer store for --image (default $LAYERFS_STORE, /var/lib/layerfs as root)')
     .addHelpText('after', RUN_HELP_FOOTER)
-    .action(async (branches: string, cmd: string[], opts: RunCommandOptions) => {
-      process.exitCode = await runCommand(branches, cmd, opts)
+    .action(async (branches: string | undefined, cmd: string[], opts: RunCommandOptions) => {
+      const stack = await stackOf(branches, cmd, opts)
+      process.exitCode = stack === undefined ? 125 : await runCommand(stack.branches, stack.cmd, opts)
       process.exit(process.exitCode)
     })
 }

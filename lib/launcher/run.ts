@@ -163,7 +163,13 @@ export async function run(opts: RunOptions): Promise<number> {
 
 /** Spawns unshare and waits for it, forwarding signals to the container's PID 1. */
 async function launch(opts: RunOptions, root: string, net: NetMode, paths: Omit<RunInfo, 'pid'>): Promise<number> {
-  const argv = unshareArgv({ root, cmd: opts.cmd, hostname: opts.hostname, net, arch: process.arch })
+  // setpriv: if this process is SIGKILLed, unshare's stage 1 gets SIGKILL too, and with it (its
+  // own parent-death signal) the container's PID 1 and so the whole PID namespace.
+  const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => fs.existsSync(p))
+  const argv = [
+    ...(setpriv ? [setpriv, '--pdeathsig', 'KILL', '--'] : []),
+    ...unshareArgv({ root, cmd: opts.cmd, hostname: opts.hostname, net, arch: process.arch }),
+  ]
   const stdio = opts.stdio ?? 'inherit'
   const child = spawn(argv[0]!, argv.slice(1), {
     stdio,

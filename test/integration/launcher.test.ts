@@ -9,6 +9,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { hashTree, upperSnapshot } from '../helpers/fixture.js'
 import { CLI, cli, fuseUnavailable, run } from '../helpers/mount.js'
 import { busyboxRootfs, busyboxUnavailable, debootstrapRootfs, debootstrapUnavailable } from '../helpers/rootfs.js'
+import { buildOciLayout } from '../helpers/image.js'
 
 const skip = fuseUnavailable() ?? busyboxUnavailable()
 if (skip) process.stderr.write(`launcher tests skipped: ${skip}\n`)
@@ -234,4 +235,47 @@ describe.skipIf(skipDebootstrap)('layerfs run (debootstrap minbase rootfs)', () 
     expect(hashTree(image)).toBe(before)
     expect(runMounts()).toEqual([])
   }, 180_000)
+})
+
+describe.skipIf(skip)('layerfs run --image', () => {
+  it('runs a command in an OCI image built from the busybox rootfs, layers kept unchanged', async () => {
+    const rootfs = await busyboxRootfs()
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'layerfs-run-image-'))
+    try {
+      const top = path.join(tmp, 'top')
+      fs.mkdirSync(path.join(top, 'etc'), { recursive: true })
+      fs.writeFileSync(path.join(top, 'etc', 'greeting'), 'from the image\n')
+      buildOciLayout(path.join(tmp, 'image'), [top, rootfs], { tag: 'v1' })
+      const r = await cli(['run', '--image', path.join(tmp, 'image') + ':v1', '--store', path.join(tmp, 'store'), '--upper', path.join(tmp, 'upper'),
+        '--', '/bin/sh', '-c', 'echo $$; cat /etc/greeting; echo new > /new'], { timeoutMs: 60_000 })
+      expect(r.stderr).toBe('')
+      expect(r.stdout).toBe('1\nfrom the image\n')
+      expect(r.code).toBe(0)
+      expect(fs.readFileSync(path.join(tmp, 'upper', 'new'), 'utf8')).toBe('new\n')
+      const bad = await cli(['run', '--image', path.join(tmp, 'nope'), '--', '/bin/sh'])
+      expect(bad.code).toBe(125)
+      expect(bad.stderr.trim().split('\n')).toHaveLength(1)
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true })
+    }
+  })
+})
+
+describe.skipIf(skip)('layerfs run killed with SIGKILL', () => {
+  it('takes the container and its mount down with it', async () => {
+    const rootfs = await busyboxRootfs()
+    const before = new Set(fs.readdirSync(os.tmpdir()))
+    const marker = `sleep 4242${process.pid % 100}`
+    const child = spawn(process.execPath, [CLI, 'run', rootfs, '--', '/bin/sh', '-c', marker], { stdio: 'ignore' })
+    const mounted = (): boolean => fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.includes('layerfs-run-'))
+    const running = async (): Promise<boolean> => (await run('pgrep', ['-f', marker])).code === 0
+    for (let i = 0; i < 100 && !(await running()); i++) await new Promise((r) => setTimeout(r, 100))
+    expect(await running()).toBe(true)
+    child.kill('SIGKILL')
+    for (let i = 0; i < 100 && ((await running()) || mounted()); i++) await new Promise((r) => setTimeout(r, 100))
+    expect(await running()).toBe(false)
+    expect(mounted()).toBe(false)
+    // A killed launcher cannot remove its temporary dirs (nothing is mounted on them any more).
+    for (const d of fs.readdirSync(os.tmpdir())) if (d.startsWith('layerfs-run-') && !before.has(d)) fs.rmSync(path.join(os.tmpdir(), d), { recursive: true, force: true })
+  })
 })
