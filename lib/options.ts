@@ -4,6 +4,7 @@ import * as path from 'node:path'
 import type { BranchMode } from './branches/branch.js'
 import type { BranchSpec } from './branches/stack.js'
 import { fs } from './fs.js'
+import { isWithin } from './paths.js'
 
 /** A configuration problem: one clear line for the user, nothing touched on disk. */
 export class ConfigError extends Error {
@@ -125,10 +126,6 @@ function futurePath(p: string): string {
   return path.join(fs.realpathSync(head), ...tail)
 }
 
-function inside(child: string, parent: string): boolean {
-  return child === parent || child.startsWith(parent.endsWith('/') ? parent : parent + '/')
-}
-
 /**
  * Turns the user's stack into checked BranchSpecs, top first, with absolute real paths.
  * Rules (union-contract.md "Branches"): without modes the first branch is rw when writable
@@ -163,7 +160,7 @@ export function resolveStack(req: StackRequest): BranchSpec[] {
       const a = specs[i]!.path
       const b = specs[j]!.path
       if (a === b) throw new ConfigError('EINVAL', `branch '${a}' is given twice`)
-      if (inside(a, b)) throw new ConfigError('ELOOP', `overlapping branches: '${a}' is inside '${b}'`)
+      if (isWithin(a, b)) throw new ConfigError('ELOOP', `overlapping branches: '${a}' is inside '${b}'`)
     }
   }
   if (req.mountpoint !== undefined) {
@@ -171,8 +168,8 @@ export function resolveStack(req: StackRequest): BranchSpec[] {
     // nesting is the precise complaint.
     const mnt = req.skipMountpointCheck ? path.resolve(req.mountpoint) : realDir(req.mountpoint, 'mount point')
     for (const s of specs) {
-      if (inside(s.path, mnt)) throw new ConfigError('ELOOP', `branch '${s.path}' is inside the mount point '${mnt}'`)
-      if (inside(mnt, s.path)) throw new ConfigError('ELOOP', `mount point '${mnt}' is inside branch '${s.path}'`)
+      if (isWithin(s.path, mnt)) throw new ConfigError('ELOOP', `branch '${s.path}' is inside the mount point '${mnt}'`)
+      if (isWithin(mnt, s.path)) throw new ConfigError('ELOOP', `mount point '${mnt}' is inside branch '${s.path}'`)
     }
     if (!req.skipMountpointCheck) checkMountpoint(mnt)
   }

@@ -41,7 +41,7 @@ export function joinUnion(dir: UnionPath, name: string): UnionPath {
   return dir === '/' ? '/' + name : dir + '/' + name
 }
 
-/** True when `p` is `dir` or lies below it. */
+/** True when `p` is `dir` or lies below it (normalized absolute paths: union or host). */
 export function isWithin(p: UnionPath, dir: UnionPath): boolean {
   return dir === '/' || p === dir || p.startsWith(dir + '/')
 }

@@ -30,11 +30,6 @@ export class ResolutionCache<V extends object> {
     return names
   }
 
-  /** Remembers the names of a read-only host directory just listed (readdir fills the index). */
-  setDirNames(host: string, names: ReadonlySet<string>): void {
-    this.#dirNames.set(host, names)
-  }
-
   get(p: UnionPath): V | typeof NEGATIVE | undefined {
     return this.#lru.get(p)
   }

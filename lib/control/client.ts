@@ -50,11 +50,6 @@ export async function locate(p: string): Promise<Located> {
   throw new ConfigError('ENOENT', `'${p}' is not inside a running layerfs mount`)
 }
 
-/** The record of the mount at `mnt` (a mount point, or any path inside one). */
-export async function locateMount(mnt: string): Promise<Located> {
-  return locate(mnt)
-}
-
 /**
  * Sends one request to the daemon serving `mountpoint` and resolves with its result; rejects
  * with a ConfigError carrying the daemon's errno code and message.

@@ -28,11 +28,6 @@ export function isReservedName(name: string): boolean {
   return name.startsWith(WHITEOUT_PREFIX)
 }
 
-/** Entries of a branch directory that are bookkeeping, never listed: whiteouts, markers, meta. */
-export function isMarkerEntry(name: string): boolean {
-  return name.startsWith(WHITEOUT_PREFIX)
-}
-
 /** Overlayfs' whiteout: a character device with device number 0/0 (read-only interop). */
 export function isCharDevWhiteout(st: { isCharacterDevice(): boolean; rdev: number }): boolean {
   return st.isCharacterDevice() && st.rdev === 0
