@@ -53,6 +53,8 @@ export async function mount(branches: string | readonly BranchInput[], mountpoin
     ...(opts.attrTimeout !== undefined ? ['--attr-timeout', String(opts.attrTimeout)] : []),
     ...(opts.negativeTimeout !== undefined ? ['--negative-timeout', String(opts.negativeTimeout)] : []),
     ...(opts.coherent ? ['--coherent'] : []),
+    ...(opts.transport !== undefined ? ['--transport', opts.transport] : []),
+    ...(opts.passthrough ? ['--passthrough'] : []),
     ...(opts.revalidate !== undefined ? ['--revalidate', String(opts.revalidate)] : []),
     specs.map((s) => `${s.path.replace(/:/g, '\\:')}=${s.mode}`).join(':'),
     mountpoint,

@@ -281,6 +281,11 @@ export class LayerFs {
     return f
   }
 
+  /** The branch file descriptor behind handle `fh` (FUSE passthrough hands it to the kernel). */
+  hostFd(fh: number): number {
+    return this.#handle(fh, 'open').fd
+  }
+
   read(fh: number, buf: Buffer, len: number, pos: number): number {
     const f = this.#handle(fh, 'read')
     if (f.sealed) this.#followCopy(f)

@@ -6,6 +6,7 @@ import {
   ConfigError, checkMountpoint, isMountpoint, parseBranches, parseMountOptions, resolveStack, type BranchInput,
 } from '../options.js'
 import { unmountPath } from '../fuse/unmount.js'
+import { parseTransport } from '../fuse/mount.js'
 import { isAlive, logFileFor, readRecord, removeRecord } from '../daemon/registry.js'
 import { runMountDaemon } from '../daemon/run-daemon.js'
 import { startDaemon } from '../daemon/start.js'
@@ -24,6 +25,8 @@ export interface MountCommandOptions {
   coherent?: boolean
   /** --revalidate [SECONDS] (added by lib/cli/control-commands.ts); true means the default bound. */
   revalidate?: string | boolean
+  transport?: string
+  passthrough?: boolean
 }
 
 function fail(message: string): number {
@@ -69,14 +72,16 @@ export async function mountCommand(positional: string[], opts: MountCommandOptio
     if (unknown.length > 0) throw new ConfigError('EINVAL', `unknown mount option '${unknown[0]}'`)
     const readOnly = passThrough.includes('ro')
     const inputs = readOnly ? branches.map((b) => ({ path: b.path, mode: 'ro' as const })) : branches
-    // dev/suid are opt-in (libfuse mounts nodev,nosuid): fuse-native cannot tell the daemon who
-    // creates a file, so every new file is the daemon's (root's); suid would let any user make
-    // a setuid-root program. Only for stacks whose users are all trusted (layerfs run).
+    // dev/suid are opt-in (FUSE mounts are nodev,nosuid by default): the daemon makes every new
+    // file as itself (root), so suid would let any user make a setuid-root program. Only for
+    // stacks whose users are all trusted (layerfs run).
     const serveOpts = {
       dev: passThrough.includes('dev'), suid: passThrough.includes('suid'),
       allowOther: opts.allowOther ?? (passThrough.includes('allow_other') ? true : undefined),
       entryTimeout: seconds(opts.entryTimeout), attrTimeout: seconds(opts.attrTimeout), negativeTimeout: seconds(opts.negativeTimeout),
       coherent: opts.coherent,
+      transport: opts.transport !== undefined ? parseTransport(opts.transport) : undefined,
+      passthrough: opts.passthrough,
       revalidate: opts.revalidate === undefined || opts.revalidate === false ? undefined : opts.revalidate === true ? REVALIDATE_DEFAULT_SECONDS : seconds(opts.revalidate),
     }
     if (opts.foreground) {

@@ -47,6 +47,9 @@ export interface StatusResult {
   readonly cache: { readonly resolutions: number; readonly inodes: number }
   readonly operations: Readonly<Record<string, number>>
   readonly inflight: number
+  /** The FUSE transport serving the mount, and what the native one negotiated with the kernel. */
+  readonly transport: 'native' | 'fuse-native'
+  readonly protocol?: { readonly minor: number; readonly passthrough: boolean; readonly kernelNodes: number }
   readonly options: { readonly entryTimeout: number; readonly attrTimeout: number; readonly negativeTimeout: number; readonly revalidate?: number; readonly coherent: boolean }
 }
 

@@ -78,6 +78,8 @@ function status(m: ServedMount, hooks: ServiceHooks): StatusResult {
     cache: { resolutions: m.core.resolver.cache.size, inodes: m.core.inodes.size },
     operations: { ...m.activity.counts },
     inflight: m.activity.inflight,
+    transport: m.transport,
+    protocol: m.protocol ? { minor: m.protocol.minor, passthrough: m.protocol.passthrough, kernelNodes: m.protocol.nodes() } : undefined,
     options: {
       entryTimeout: o.entryTimeout ?? o.revalidate ?? DEFAULT_TIMEOUTS.entry,
       attrTimeout: o.coherent ? 0 : o.attrTimeout ?? o.revalidate ?? DEFAULT_TIMEOUTS.attr,
@@ -117,11 +119,14 @@ function checkHostPath(p: string, m: ServedMount, what: string): void {
 }
 
 async function changeStack(m: ServedMount, hooks: ServiceHooks, change: () => { specs: BranchSpec[]; moved?: { from: string; to: string } }): Promise<StackChangeResult & { sealed?: string }> {
-  return m.activity.exclusive(() => {
+  return m.activity.exclusive(async () => {
     const { specs, moved } = change()
     m.core.restack(specs, moved)
     hooks.onStackChange?.(specs)
-    return { branches: branches(m), kernelCacheSeconds: kernelCacheSeconds(m), sealed: moved?.to }
+    // The native transport tells the kernel to drop its names, attributes and pages at once;
+    // with fuse-native they expire after their timeout (reported to the caller).
+    const invalidated = await m.invalidateKernelCache()
+    return { branches: branches(m), kernelCacheSeconds: invalidated > 0 ? 0 : kernelCacheSeconds(m), sealed: moved?.to }
   })
 }
 

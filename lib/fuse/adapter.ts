@@ -21,7 +21,7 @@ function toFuseStat(a: Attr): object {
   }
 }
 
-function failure(op: string, path: string, e: unknown): number {
+export function failure(op: string, path: string, e: unknown): number {
   const code = toFuseErrno(e)
   if (errnoName(e) === undefined) {
     log.warnOnce(`bug:${op}`, '%s %s failed unexpectedly, answered EIO: %s', op, path, (e as Error)?.stack ?? e)

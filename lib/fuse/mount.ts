@@ -8,6 +8,8 @@ import { Activity } from './activity.js'
 import { makeFuseOps } from './adapter.js'
 import { loadFuse, type FuseInstance } from './binding.js'
 import { unmountPath, type UnmountOptions } from './unmount.js'
+import { tryNativeFuse } from './kernel/addon.js'
+import { mountKernel } from './kernel/mount.js'
 
 const log = createLogger('layerfs:mount')
 
@@ -34,6 +36,30 @@ export interface ServeOptions {
   /** Honour device nodes / setuid bits (libfuse mounts nodev,nosuid by default). Root only. */
   readonly dev?: boolean
   readonly suid?: boolean
+  /**
+   * Which FUSE transport serves the mount: 'native' (layerfs's own, /dev/fuse on the JS
+   * thread, modern protocol; root only) or 'fuse-native' (libfuse 2 through fuse-native).
+   * Default: LAYERFS_TRANSPORT, else native when it is built and we are root.
+   */
+  readonly transport?: Transport
+  /** native transport: hand read-only opens to the kernel (FUSE passthrough) where it allows. */
+  readonly passthrough?: boolean
+}
+
+export type Transport = 'native' | 'fuse-native'
+export const TRANSPORTS: readonly Transport[] = ['native', 'fuse-native']
+
+/** The transport `serve` uses for `opts` (see ServeOptions.transport). */
+export function chooseTransport(requested?: Transport): Transport {
+  const fromEnv = process.env.LAYERFS_TRANSPORT
+  const want = requested ?? (fromEnv ? parseTransport(fromEnv) : undefined)
+  if (want) return want
+  return process.getuid?.() === 0 && tryNativeFuse() ? 'native' : 'fuse-native'
+}
+
+export function parseTransport(s: string): Transport {
+  if ((TRANSPORTS as readonly string[]).includes(s)) return s as Transport
+  throw new ConfigError('EINVAL', `unknown transport '${s}': use ${TRANSPORTS.join(' or ')}`)
 }
 
 export interface ServedMount {
@@ -43,6 +69,16 @@ export interface ServedMount {
   readonly activity: Activity
   /** The options the mount was made with (status). */
   readonly options: ServeOptions
+  /** The transport serving it. */
+  readonly transport: Transport
+  /**
+   * Makes the kernel drop what it cached (names, attributes, pages) after a stack change.
+   * Resolves with the number of notifications sent; 0 where the transport cannot (fuse-native:
+   * the kernel's entries expire after their timeout instead).
+   */
+  invalidateKernelCache(): Promise<number>
+  /** Protocol details for status (native transport). */
+  readonly protocol?: { readonly minor: number; readonly passthrough: boolean; readonly nodes: () => number }
   /** Resolves when the mount point is no longer mounted (by unmount() or from outside). */
   readonly closed: Promise<void>
   unmount(opts?: UnmountOptions): Promise<void>
@@ -64,6 +100,55 @@ const UNBOUNDED_OPS = ['open', 'create', 'truncate', 'rename', 'link', 'chmod', 
  */
 export async function serve(core: LayerFs, mountpoint: string, opts: ServeOptions = {}): Promise<ServedMount> {
   if (!fs.existsSync('/dev/fuse')) throw new ConfigError('ENODEV', '/dev/fuse is missing: load the fuse module (modprobe fuse) or pass the device in')
+  const transport = chooseTransport(opts.transport)
+  return transport === 'native' ? serveNative(core, mountpoint, opts) : serveFuseNative(core, mountpoint, opts)
+}
+
+/** Cache lifetimes and page-cache policy shared by both transports. */
+function cachePolicy(opts: ServeOptions): { entry: number; attr: number; negative: number; keepCache: boolean } {
+  // --revalidate N: the kernel keeps names and attributes N seconds at most (explicit timeouts
+  // still win), and re-checks file pages at open instead of keeping them.
+  const rv = opts.revalidate
+  return {
+    entry: opts.entryTimeout ?? rv ?? DEFAULT_TIMEOUTS.entry,
+    attr: opts.coherent ? 0 : opts.attrTimeout ?? rv ?? DEFAULT_TIMEOUTS.attr,
+    negative: opts.negativeTimeout ?? rv ?? DEFAULT_TIMEOUTS.negative,
+    keepCache: !opts.coherent && rv === undefined,
+  }
+}
+
+async function serveNative(core: LayerFs, mountpoint: string, opts: ServeOptions): Promise<ServedMount> {
+  const c = cachePolicy(opts)
+  const root = process.getuid?.() === 0
+  const km = await mountKernel(core, mountpoint, {
+    allowOther: opts.allowOther ?? root, entryTimeout: c.entry, attrTimeout: c.attr, negativeTimeout: c.negative,
+    keepCache: c.keepCache, passthrough: opts.passthrough ?? false, dev: opts.dev ?? false, suid: opts.suid ?? false,
+  })
+  let finished = false
+  const closed = km.ended.then(() => {
+    if (finished) return
+    finished = true
+    core.close()
+  })
+  return {
+    mountpoint, core, closed, activity: km.activity, options: opts, transport: 'native',
+    invalidateKernelCache: () => km.session.invalidateAll(),
+    protocol: {
+      minor: km.session.negotiated?.minor ?? 0,
+      passthrough: km.session.negotiated?.passthrough ?? false,
+      nodes: () => km.session.nodes.size,
+    },
+    async unmount(uopts?: UnmountOptions) {
+      await km.unmount(uopts)
+      if (!uopts?.lazy && !finished) {
+        finished = true
+        core.close()
+      }
+    },
+  }
+}
+
+async function serveFuseNative(core: LayerFs, mountpoint: string, opts: ServeOptions): Promise<ServedMount> {
   const { Fuse, setUnmount, fixedBinding } = loadFuse()
   if (!fixedBinding) {
     log.warnOnce('prebuilt-binding', 'the fixed FUSE binding is not built (npm install runs scripts/build-fuse-binding.mjs): times set through the mount lose their mtime')
@@ -73,16 +158,13 @@ export async function serve(core: LayerFs, mountpoint: string, opts: ServeOption
   const root = process.getuid?.() === 0
   const allowOther = opts.allowOther ?? root
   // Given here rather than through fuse-native's options, which drop a timeout of 0.
-  // --revalidate N: the kernel keeps names and attributes N seconds at most (explicit timeouts
-  // still win), and re-checks file pages at open (auto_cache) instead of keeping them.
-  const rv = opts.revalidate
-  const attrTimeout = opts.coherent ? 0 : opts.attrTimeout ?? rv ?? DEFAULT_TIMEOUTS.attr
+  const c = cachePolicy(opts)
   const extra = [
     'use_ino', // our inode numbers, stable across copy-up, instead of libfuse's
     'big_writes', 'max_write=131072', 'max_read=131072',
-    `entry_timeout=${opts.entryTimeout ?? rv ?? DEFAULT_TIMEOUTS.entry}`,
-    `attr_timeout=${attrTimeout}`,
-    `negative_timeout=${opts.negativeTimeout ?? rv ?? DEFAULT_TIMEOUTS.negative}`,
+    `entry_timeout=${c.entry}`,
+    `attr_timeout=${c.attr}`,
+    `negative_timeout=${c.negative}`,
     'default_permissions', // the kernel checks permissions against the merged attributes
     // open(O_TRUNC) reaches us with O_TRUNC (else the kernel strips it and truncates later):
     // a lower file opened with O_TRUNC is copied up empty, not copied whole and then cut.
@@ -90,7 +172,7 @@ export async function serve(core: LayerFs, mountpoint: string, opts: ServeOption
     // kernel_cache keeps file pages across opens (every write goes through us, so they stay
     // right) — except for the other names of a hard link, which libfuse 2 gives kernel inodes
     // of their own: --coherent revalidates pages at open (auto_cache) and attributes always.
-    opts.coherent || rv !== undefined ? 'auto_cache' : 'kernel_cache',
+    c.keepCache ? 'kernel_cache' : 'auto_cache',
   ]
   if (!core.upper) extra.push('ro')
   if (opts.dev) extra.push('dev')
@@ -124,7 +206,8 @@ export async function serve(core: LayerFs, mountpoint: string, opts: ServeOption
     onClosed()
   }
   return {
-    mountpoint, core, closed, activity, options: opts,
+    mountpoint, core, closed, activity, options: opts, transport: 'fuse-native',
+    invalidateKernelCache: async () => 0,
     async unmount(uopts?: UnmountOptions) {
       if (isMountpoint(mountpoint)) {
         await unmountPath(mountpoint, uopts)

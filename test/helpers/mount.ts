@@ -7,6 +7,18 @@ import { fileURLToPath } from 'node:url'
 
 export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/bin/layerfs.js')
 
+/**
+ * The FUSE transport the CLI mounts with in this run: LAYERFS_TRANSPORT, else the native one
+ * when its addon is built (we are root here). Where the transports differ (kernel cache
+ * invalidation), tests expect what this one does.
+ */
+export function transportUnderTest(): 'native' | 'fuse-native' {
+  const env = process.env.LAYERFS_TRANSPORT
+  if (env === 'native' || env === 'fuse-native') return env
+  const addon = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native/build/Release/layerfs_fuse.node')
+  return fs.existsSync(addon) ? 'native' : 'fuse-native'
+}
+
 /** Why FUSE tests cannot run here, or undefined when they can. */
 export function fuseUnavailable(): string | undefined {
   if (process.platform !== 'linux') return 'not Linux'

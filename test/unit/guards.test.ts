@@ -18,8 +18,12 @@ const read = (f: string): string => fs.readFileSync(path.join(ROOT, f), 'utf8')
 
 describe('module boundaries', () => {
   it('only lib/fuse/binding.ts loads fuse-native', () => {
-    const users = lib.filter((f) => /['"]fuse-native['"]/.test(read(f)))
+    const users = lib.filter((f) => /(from\s+|require\(|import\()['"]fuse-native['"]/.test(read(f)))
     expect(users).toEqual(['lib/fuse/binding.ts'])
+  })
+  it('only lib/fuse/kernel/addon.ts loads the native transport addon', () => {
+    const users = lib.filter((f) => /layerfs_fuse\.node/.test(read(f)))
+    expect(users).toEqual(['lib/fuse/kernel/addon.ts'])
   })
   it('only lib/fs.ts imports node:fs and the xattr binding in the core', () => {
     const core = lib.filter((f) => /^lib\/(branches|whiteout|copyup)\/|^lib\/layerfs\.ts$/.test(f))

@@ -1,0 +1,164 @@
+// The kernel's view of the union as layerfs's own transport tracks it: node ids (FUSE's inode
+// handles) ↔ union paths. Every name the kernel knows is a link (parent node, name); a file's
+// names share one node — keyed by the merged inode number — so the kernel keeps one inode, one
+// page cache and one set of attributes for all the names of a hard link. Node ids are never
+// reused (generation 0 throughout); a node lives until the kernel forgets its last lookup.
+
+export interface Link {
+  readonly parent: Node
+  readonly name: string
+}
+
+export class Node {
+  nlookup = 0
+  links: Link[] = []
+  /** The path of the last name removed (a file unlinked while open still answers by it). */
+  lastPath = '/'
+  /** Open handles on this node (an unlinked file is reached through them). */
+  readonly handles = new Set<number>()
+  #path: string | undefined
+  #pathEpoch = -1
+
+  constructor(readonly id: number, public ino: number, public isDir: boolean) {}
+
+  /** Cached path, valid for one naming epoch of the table. */
+  cachedPath(epoch: number): string | undefined {
+    return this.#pathEpoch === epoch ? this.#path : undefined
+  }
+
+  cachePath(epoch: number, path: string): void {
+    this.#path = path
+    this.#pathEpoch = epoch
+  }
+}
+
+export const ROOT_ID = 1
+
+function key(parent: Node, name: string): string {
+  return parent.id + '/' + name
+}
+
+export class NodeTable {
+  readonly root: Node
+  readonly #byId = new Map<number, Node>()
+  readonly #byIno = new Map<number, Node>()
+  readonly #byLink = new Map<string, Node>()
+  #nextId = ROOT_ID + 1
+  /** Bumped whenever a name moves or goes away: cached paths below it may be wrong. */
+  #epoch = 0
+
+  constructor(rootIno: number) {
+    this.root = new Node(ROOT_ID, rootIno, true)
+    this.root.nlookup = 1
+    this.#byId.set(ROOT_ID, this.root)
+  }
+
+  get size(): number {
+    return this.#byId.size
+  }
+
+  get(id: number): Node | undefined {
+    return this.#byId.get(id)
+  }
+
+  nodes(): IterableIterator<Node> {
+    return this.#byId.values()
+  }
+
+  /** The union path of `node` (its first name; the last one it had once unlinked). */
+  path(node: Node): string {
+    if (node === this.root) return '/'
+    const cached = node.cachedPath(this.#epoch)
+    if (cached !== undefined) return cached
+    const link = node.links[0]
+    if (!link) return node.lastPath
+    const parent = this.path(link.parent)
+    const p = parent === '/' ? '/' + link.name : parent + '/' + link.name
+    node.cachePath(this.#epoch, p)
+    return p
+  }
+
+  childPath(parent: Node, name: string): string {
+    const p = this.path(parent)
+    return p === '/' ? '/' + name : p + '/' + name
+  }
+
+  /** The node a name refers to, if the kernel was told. */
+  child(parent: Node, name: string): Node | undefined {
+    return this.#byLink.get(key(parent, name))
+  }
+
+  /**
+   * The kernel is told that `parent/name` is the entry with inode number `ino` (a lookup, a
+   * creation or a readdirplus entry): returns its node, with one more lookup counted.
+   */
+  found(parent: Node, name: string, ino: number, isDir: boolean): Node {
+    let node = this.#byIno.get(ino)
+    if (node && node.isDir !== isDir) {
+      this.#byIno.delete(ino) // the number now names something else (changed underneath)
+      node = undefined
+    }
+    const k = key(parent, name)
+    const previous = this.#byLink.get(k)
+    if (previous && previous !== node) this.#dropLink(previous, parent, name)
+    if (!node) {
+      node = new Node(this.#nextId++, ino, isDir)
+      this.#byId.set(node.id, node)
+      this.#byIno.set(ino, node)
+    }
+    if (previous !== node) {
+      // A directory has one name: a new one replaces the old (it was renamed underneath).
+      if (isDir && node.links.length > 0) for (const l of [...node.links]) this.#dropLink(node, l.parent, l.name)
+      node.links.push({ parent, name })
+      this.#byLink.set(k, node)
+      this.#byIno.set(ino, node)
+    }
+    return this.#counted(node)
+  }
+
+  #counted(node: Node): Node {
+    node.nlookup++
+    return node
+  }
+
+  /** `parent/name` was removed (unlink, rmdir, or replaced by a rename). */
+  removed(parent: Node, name: string): void {
+    const node = this.#byLink.get(key(parent, name))
+    if (node) this.#dropLink(node, parent, name)
+  }
+
+  /** `from/fromName` is now `to/toName` (whatever had that name is gone). */
+  renamed(from: Node, fromName: string, to: Node, toName: string): void {
+    if (from === to && fromName === toName) return
+    this.removed(to, toName)
+    const node = this.#byLink.get(key(from, fromName))
+    if (!node) return
+    this.#byLink.delete(key(from, fromName))
+    const i = node.links.findIndex((l) => l.parent === from && l.name === fromName)
+    node.links[i] = { parent: to, name: toName }
+    this.#byLink.set(key(to, toName), node)
+    this.#epoch++
+  }
+
+  /** The kernel dropped `n` lookups of node `id`. */
+  forget(id: number, n: number): void {
+    const node = this.#byId.get(id)
+    if (!node || node === this.root) return
+    node.nlookup -= n
+    if (node.nlookup > 0) return
+    for (const l of node.links) this.#byLink.delete(key(l.parent, l.name))
+    if (this.#byIno.get(node.ino) === node) this.#byIno.delete(node.ino)
+    this.#byId.delete(id)
+  }
+
+  #dropLink(node: Node, parent: Node, name: string): void {
+    const i = node.links.findIndex((l) => l.parent === parent && l.name === name)
+    if (i < 0) return
+    if (node.links.length === 1) node.lastPath = this.path(node)
+    node.links.splice(i, 1)
+    this.#byLink.delete(key(parent, name))
+    // Its number may be given to a new file: a later lookup must not find this node by it.
+    if (node.links.length === 0 && this.#byIno.get(node.ino) === node) this.#byIno.delete(node.ino)
+    this.#epoch++
+  }
+}

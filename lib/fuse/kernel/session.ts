@@ -1,0 +1,621 @@
+// One FUSE connection served on the JS thread: each request read from /dev/fuse (by the addon's
+// uv_poll) is decoded, answered from LayerFs — synchronously when it can be (lookups, stats,
+// reads), when its promise settles otherwise — and the reply written back with one write(2).
+// Every request except FORGET/INTERRUPT gets exactly one reply, whatever happens.
+import { constants } from 'node:os'
+import type { Attr } from '../../attr.js'
+import { errnoName } from '../../errors.js'
+import { fs } from '../../fs.js'
+import type { LayerFs } from '../../layerfs.js'
+import { createLogger } from '../../log.js'
+import { normalizeUnionPath } from '../../paths.js'
+import type { Activity } from '../activity.js'
+import { failure } from '../adapter.js'
+import type { NativeFuse } from './addon.js'
+import { NodeTable, type Node } from './nodes.js'
+import { Trace } from './trace.js'
+import {
+  ATTR_OUT_SIZE, direntSize, direntType, ENTRY_OUT_SIZE, FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH,
+  FATTR_GID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, FOPEN_KEEP_CACHE, FOPEN_PASSTHROUGH, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, FUSE_MIN_MINOR,
+  FUSE_OUR_MINOR, IN_HEADER_SIZE, Init, INIT_OUT_SIZE, nameBytes, notifyInvalInode, Op,
+  OPEN_OUT_SIZE, OUT_HEADER_SIZE, readInitIn, readName, RENAME_EXCHANGE, RENAME_NOREPLACE,
+  STATFS_OUT_SIZE, u64, writeAttrOut, writeDirent, writeEntry, writeInitOut, writeOpenOut,
+  writeOutHeader, writeStatfs,
+} from './protocol.js'
+
+const log = createLogger('layerfs:kernel')
+const ERRNO = constants.errno
+const ENOENT = -ERRNO.ENOENT
+const ENOSYS = -ERRNO.ENOSYS
+const EINVAL = -ERRNO.EINVAL
+const ERANGE = -ERRNO.ERANGE
+
+export interface SessionOptions {
+  /** Seconds the kernel may keep names, attributes and negative lookups. */
+  readonly entryTimeout: number
+  readonly attrTimeout: number
+  readonly negativeTimeout: number
+  /** Keep file pages across opens (kernel_cache), and directory listings (cache_dir). */
+  readonly keepCache: boolean
+  /** Hand read-only opens of branch files to the kernel (FUSE passthrough), when it offers it. */
+  readonly passthrough: boolean
+  /** Largest read/write request, bytes (max_pages × 4 KiB). */
+  readonly maxIo: number
+}
+
+/** What INIT settled, for status and the tests. */
+export interface Negotiated {
+  readonly minor: number
+  readonly flags: bigint
+  readonly passthrough: boolean
+  readonly maxWrite: number
+}
+
+interface DirHandle {
+  readonly node: Node
+  names: string[]
+  listedAt0: boolean
+}
+
+type Reply = (error: number, body?: Buffer, len?: number) => void
+
+/**
+ * A served connection. `handle(n)` is the addon's callback: the request is in `this.request`.
+ */
+export class KernelSession {
+  request: Buffer
+  readonly nodes: NodeTable
+  negotiated: Negotiated | undefined
+  #out: Buffer
+  #dirs = new Map<number, DirHandle>()
+  #nextDirFh = 1
+  #backing = new Map<number, number>() // file handle -> passthrough backing id
+  #session: object | undefined
+  #ended = false
+  #onInit: (() => void) | undefined
+  #onEnd: ((err: number) => void) | undefined
+  /** LAYERFS_FUSE_TRACE=FILE: every request and reply, framed (trace.ts), for fixtures and bug reports. */
+  #trace: Trace | undefined = process.env.LAYERFS_FUSE_TRACE ? new Trace(process.env.LAYERFS_FUSE_TRACE) : undefined
+
+  constructor(
+    readonly core: LayerFs,
+    readonly activity: Activity,
+    readonly addon: NativeFuse,
+    readonly fd: number,
+    readonly opts: SessionOptions,
+  ) {
+    // A request: header + its largest argument (a write of maxIo bytes) + room for names.
+    this.request = Buffer.alloc(opts.maxIo + 4096 + IN_HEADER_SIZE)
+    this.#out = Buffer.alloc(opts.maxIo + 4096 + OUT_HEADER_SIZE)
+    this.nodes = new NodeTable(core.getattr('/').ino)
+  }
+
+  /** Starts reading requests; resolves once INIT is answered. `onEnd` gets -errno (ENODEV: unmounted). */
+  start(onEnd: (err: number) => void): Promise<void> {
+    this.#onEnd = onEnd
+    const ready = new Promise<void>((resolve) => (this.#onInit = resolve))
+    this.#session = this.addon.start(this.fd, this.request, (n) => this.#dispatch(n))
+    return ready
+  }
+
+  stop(): void {
+    if (this.#session && !this.#ended) this.addon.stop(this.#session)
+    this.#ended = true
+  }
+
+  /**
+   * Tells the kernel to forget what it cached about every node (attributes, pages) and to look
+   * every name up again (a branch was added or removed, a checkpoint moved the rw branch).
+   */
+  async invalidateAll(): Promise<number> {
+    const msgs: Buffer[] = [notifyIncEpoch()]
+    for (const node of this.nodes.nodes()) msgs.push(notifyInvalInode(node.id, 0, 0))
+    const r = await this.addon.writeOffThread(this.fd, Buffer.concat(msgs))
+    if (r < 0) log.debug('invalidation answered %d', r)
+    return msgs.length
+  }
+
+  // ---- the request loop ------------------------------------------------------------------------
+
+  #dispatch(n: number): void {
+    if (n < 0) {
+      this.#ended = true
+      this.#onEnd?.(n)
+      return
+    }
+    const b = this.request
+    this.#trace?.request(b.subarray(0, n))
+    const opcode = b.readUInt32LE(4)
+    const unique = b.readBigUInt64LE(8)
+    const nodeid = u64(b, 16)
+    const reply: Reply = (error, body, len) => this.#reply(unique, error, body, len)
+    try {
+      this.#handle(opcode, nodeid, b, n, reply)
+    } catch (e) {
+      // A decoding bug or an unexpected throw: the kernel still gets an answer.
+      reply(failure(opName(opcode), String(nodeid), e))
+    }
+  }
+
+  #reply(unique: bigint, error: number, body?: Buffer, len = body ? body.length : 0): void {
+    const out = body ?? this.#out
+    const total = OUT_HEADER_SIZE + (error === 0 ? len : 0)
+    if (body) {
+      // Bodies built elsewhere: header written separately.
+      const h = Buffer.allocUnsafe(OUT_HEADER_SIZE)
+      writeOutHeader(h, total, error, unique)
+      this.#write(error === 0 ? [h, body.subarray(0, len)] : [h])
+      return
+    }
+    writeOutHeader(out, total, error, unique)
+    this.#write(out, total)
+  }
+
+  #write(data: Buffer | Buffer[], len?: number): void {
+    if (this.#ended) return
+    this.#trace?.reply(Array.isArray(data) ? Buffer.concat(data) : data.subarray(0, len))
+    try {
+      if (Array.isArray(data)) fs.writevSync(this.fd, data)
+      else fs.writeSync(this.fd, data, 0, len)
+    } catch (e) {
+      // ENOENT: the request was interrupted and is gone; ENODEV: the mount is gone.
+      const code = errnoName(e)
+      if (code !== 'ENOENT' && code !== 'ENODEV') log.warnOnce('reply-write', 'writing a FUSE reply failed: %s', (e as Error).message)
+    }
+  }
+
+  /** Reply body area of the scratch buffer (after the header). */
+  get #body(): Buffer {
+    return this.#out.subarray(OUT_HEADER_SIZE)
+  }
+
+  #node(id: number): Node {
+    const node = this.nodes.get(id)
+    if (!node) throw Object.assign(new Error(`unknown node ${id}`), { code: 'ESTALE' })
+    return node
+  }
+
+  #path(node: Node): string {
+    return normalizeUnionPath(this.nodes.path(node))
+  }
+
+  #child(parent: Node, name: string): string {
+    return normalizeUnionPath(this.nodes.childPath(parent, name))
+  }
+
+  /** Runs a changing operation through the activity gate (held during a stack change). */
+  #gated(op: string, path: string, reply: Reply, fn: () => unknown, answer: (v: any) => void): void {
+    this.activity.count(op)
+    this.activity.gate(() => this.#settle(op, path, reply, fn, answer))
+  }
+
+  #settle(op: string, path: string, reply: Reply, fn: () => unknown, answer: (v: any) => void, keepRequest = false): unknown {
+    try {
+      const r = fn()
+      if (r instanceof Promise) {
+        if (keepRequest) this.#keepRequest()
+        return r.then((v) => this.#answer(op, path, reply, answer, v), (e) => reply(failure(op, path, e)))
+      }
+      this.#answer(op, path, reply, answer, r)
+    } catch (e) {
+      reply(failure(op, path, e))
+    }
+    return undefined
+  }
+
+  #answer(op: string, path: string, reply: Reply, answer: (v: any) => void, v: unknown): void {
+    try {
+      answer(v)
+    } catch (e) {
+      reply(failure(op, path, e))
+    }
+  }
+
+  /** The current request buffer is still needed: read the next requests into a fresh one. */
+  #keepRequest(): void {
+    this.request = Buffer.alloc(this.request.length)
+    if (this.#session) this.addon.setBuffer(this.#session, this.request)
+  }
+
+  #entryReply(reply: Reply, parent: Node, name: string, a: Attr): Node {
+    const node = this.nodes.found(parent, name, a.ino, (a.mode & 0o170000) === 0o040000)
+    writeEntry(this.#body, 0, node.id, a, this.opts.entryTimeout, this.opts.attrTimeout)
+    reply(0, undefined, ENTRY_OUT_SIZE)
+    return node
+  }
+
+  #attrReply(reply: Reply, a: Attr): void {
+    writeAttrOut(this.#body, 0, a, this.opts.attrTimeout)
+    reply(0, undefined, ATTR_OUT_SIZE)
+  }
+
+  #handle(opcode: number, nodeid: number, b: Buffer, n: number, reply: Reply): void {
+    const core = this.core
+    const A = IN_HEADER_SIZE
+    switch (opcode) {
+      case Op.INIT: return this.#init(b, n, reply)
+      case Op.LOOKUP: {
+        this.activity.count('lookup')
+        const parent = this.#node(nodeid)
+        const [name] = readName(b, A, n)
+        const p = this.#child(parent, name)
+        const a = core.tryGetattr(p)
+        if (a) return void this.#entryReply(reply, parent, name, a)
+        if (this.opts.negativeTimeout <= 0) return reply(ENOENT)
+        writeEntry(this.#body, 0, 0, undefined, this.opts.negativeTimeout, 0)
+        return reply(0, undefined, ENTRY_OUT_SIZE)
+      }
+      case Op.FORGET:
+        this.nodes.forget(nodeid, u64(b, A))
+        return
+      case Op.BATCH_FORGET: {
+        const count = b.readUInt32LE(A)
+        for (let i = 0, off = A + 8; i < count && off + 16 <= n; i++, off += 16) this.nodes.forget(u64(b, off), u64(b, off + 8))
+        return
+      }
+      case Op.GETATTR: {
+        this.activity.count('getattr')
+        const node = this.#node(nodeid)
+        const fh = b.readUInt32LE(A) & FUSE_GETATTR_FH ? u64(b, A + 8) : openHandle(node)
+        const p = this.#path(node)
+        return this.#attrReply(reply, fh !== undefined ? core.fgetattr(p, fh) : core.getattr(p))
+      }
+      case Op.SETATTR: return this.#setattr(this.#node(nodeid), b, reply)
+      case Op.READLINK: {
+        this.activity.count('readlink')
+        const target = Buffer.from(core.readlink(this.#path(this.#node(nodeid))))
+        return reply(0, target)
+      }
+      case Op.SYMLINK: {
+        const parent = this.#node(nodeid)
+        const [name, next] = readName(b, A, n)
+        const [target] = readName(b, next, n)
+        const p = this.#child(parent, name)
+        return this.#gated('symlink', p, reply, () => core.symlink(target, p), () => this.#entryReply(reply, parent, name, core.getattr(p)))
+      }
+      case Op.MKNOD: {
+        const parent = this.#node(nodeid)
+        const mode = b.readUInt32LE(A)
+        const rdev = b.readUInt32LE(A + 4)
+        const [name] = readName(b, A + 16, n)
+        const p = this.#child(parent, name)
+        return this.#gated('mknod', p, reply, () => core.mknod(p, mode, rdev), () => this.#entryReply(reply, parent, name, core.getattr(p)))
+      }
+      case Op.MKDIR: {
+        const parent = this.#node(nodeid)
+        const mode = b.readUInt32LE(A)
+        const [name] = readName(b, A + 8, n)
+        const p = this.#child(parent, name)
+        return this.#gated('mkdir', p, reply, () => core.mkdir(p, mode), () => this.#entryReply(reply, parent, name, core.getattr(p)))
+      }
+      case Op.UNLINK:
+      case Op.RMDIR: {
+        const parent = this.#node(nodeid)
+        const [name] = readName(b, A, n)
+        const p = this.#child(parent, name)
+        const op = opcode === Op.UNLINK ? 'unlink' : 'rmdir'
+        return this.#gated(op, p, reply, () => (opcode === Op.UNLINK ? core.unlink(p) : core.rmdir(p)), () => {
+          this.nodes.removed(parent, name)
+          reply(0)
+        })
+      }
+      case Op.RENAME:
+      case Op.RENAME2: {
+        const from = this.#node(nodeid)
+        const to = this.#node(u64(b, A))
+        const flags = opcode === Op.RENAME2 ? b.readUInt32LE(A + 8) : 0
+        const [oldName, next] = readName(b, A + (opcode === Op.RENAME2 ? 16 : 8), n)
+        const [newName] = readName(b, next, n)
+        const src = this.#child(from, oldName)
+        const dst = this.#child(to, newName)
+        // RENAME_EXCHANGE and RENAME_WHITEOUT have no union meaning layerfs implements.
+        if (flags & ~RENAME_NOREPLACE) return reply(EINVAL)
+        return this.#gated('rename', src, reply, () => {
+          if (flags & RENAME_NOREPLACE && core.tryGetattr(dst)) return Promise.reject(Object.assign(new Error('exists'), { code: 'EEXIST' }))
+          return core.rename(src, dst)
+        }, () => {
+          this.nodes.renamed(from, oldName, to, newName)
+          reply(0)
+        })
+      }
+      case Op.LINK: {
+        const source = this.#node(u64(b, A))
+        const parent = this.#node(nodeid)
+        const [name] = readName(b, A + 8, n)
+        const src = this.#path(source)
+        const dst = this.#child(parent, name)
+        return this.#gated('link', dst, reply, () => core.link(src, dst), () => this.#entryReply(reply, parent, name, core.getattr(dst)))
+      }
+      case Op.OPEN: {
+        const node = this.#node(nodeid)
+        const flags = b.readUInt32LE(A)
+        const p = this.#path(node)
+        return this.#gated('open', p, reply, () => core.open(p, flags), (fh: number) => this.#openReply(reply, node, fh, flags))
+      }
+      case Op.CREATE: {
+        const parent = this.#node(nodeid)
+        const flags = b.readUInt32LE(A)
+        const mode = b.readUInt32LE(A + 4)
+        const [name] = readName(b, A + 16, n)
+        const p = this.#child(parent, name)
+        return this.#gated('create', p, reply, () => core.create(p, mode, flags), (fh: number) => {
+          const a = core.fgetattr(p, fh)
+          const node = this.nodes.found(parent, name, a.ino, false)
+          node.handles.add(fh)
+          writeEntry(this.#body, 0, node.id, a, this.opts.entryTimeout, this.opts.attrTimeout)
+          writeOpenOut(this.#body, ENTRY_OUT_SIZE, fh, this.opts.keepCache ? FOPEN_KEEP_CACHE : 0)
+          reply(0, undefined, ENTRY_OUT_SIZE + OPEN_OUT_SIZE)
+        })
+      }
+      case Op.READ: {
+        this.activity.count('read')
+        const fh = u64(b, A)
+        const offset = u64(b, A + 8)
+        const size = Math.min(b.readUInt32LE(A + 16), this.#body.length)
+        const got = core.read(fh, this.#body, size, offset)
+        return reply(0, undefined, got)
+      }
+      case Op.WRITE: {
+        const fh = u64(b, A)
+        const offset = u64(b, A + 8)
+        const size = b.readUInt32LE(A + 16)
+        const data = b.subarray(A + 40, A + 40 + size)
+        this.activity.count('write')
+        let ran = false
+        this.activity.gate(() => {
+          ran = true
+          return this.#settle('write', String(fh), reply, () => core.write(fh, data, size, offset), (written: number) => {
+            this.#body.writeUInt32LE(written, 0)
+            this.#body.writeUInt32LE(0, 4)
+            reply(0, undefined, 8)
+          }, true)
+        })
+        if (!ran) this.#keepRequest()
+        return
+      }
+      case Op.STATFS: {
+        this.activity.count('statfs')
+        const s = core.statfs()
+        writeStatfs(this.#body, 0, { ...s, namelen: s.namemax })
+        return reply(0, undefined, STATFS_OUT_SIZE)
+      }
+      case Op.RELEASE: {
+        this.activity.count('release')
+        const fh = u64(b, A)
+        this.#node(nodeid).handles.delete(fh)
+        const backing = this.#backing.get(fh)
+        if (backing !== undefined) {
+          this.#backing.delete(fh)
+          try { this.addon.backingClose(this.fd, backing) } catch { /* the kernel dropped it already */ }
+        }
+        core.release(fh)
+        return reply(0)
+      }
+      case Op.FLUSH: return reply(0)
+      case Op.FSYNC: {
+        this.activity.count('fsync')
+        core.fsync(u64(b, A), (b.readUInt32LE(A + 8) & FUSE_FSYNC_FDATASYNC) !== 0)
+        return reply(0)
+      }
+      case Op.FSYNCDIR: {
+        this.activity.count('fsyncdir')
+        core.fsyncdir(this.#path(this.#node(nodeid)))
+        return reply(0)
+      }
+      case Op.SETXATTR: {
+        const node = this.#node(nodeid)
+        const size = b.readUInt32LE(A)
+        const flags = b.readUInt32LE(A + 4)
+        const [name, next] = readName(b, A + 8, n)
+        const value = Buffer.from(b.subarray(next, next + size)) // the request buffer is reused
+        const p = this.#path(node)
+        return this.#gated('setxattr', p, reply, () => core.setxattr(p, name, value, flags), () => reply(0))
+      }
+      case Op.GETXATTR: {
+        this.activity.count('getxattr')
+        const size = b.readUInt32LE(A)
+        const [name] = readName(b, A + 8, n)
+        return this.#sizedReply(reply, size, core.getxattr(this.#path(this.#node(nodeid)), name))
+      }
+      case Op.LISTXATTR: {
+        this.activity.count('listxattr')
+        const size = b.readUInt32LE(A)
+        const list = core.listxattr(this.#path(this.#node(nodeid)))
+        return this.#sizedReply(reply, size, Buffer.from(list.map((x) => x + '\0').join('')))
+      }
+      case Op.REMOVEXATTR: {
+        const [name] = readName(b, A, n)
+        const p = this.#path(this.#node(nodeid))
+        return this.#gated('removexattr', p, reply, () => core.removexattr(p, name), () => reply(0))
+      }
+      case Op.ACCESS: {
+        this.activity.count('access')
+        core.access(this.#path(this.#node(nodeid)), b.readUInt32LE(A))
+        return reply(0)
+      }
+      case Op.OPENDIR: {
+        this.activity.count('opendir')
+        const node = this.#node(nodeid)
+        const names = core.readdir(this.#path(node))
+        const fh = this.#nextDirFh++
+        this.#dirs.set(fh, { node, names, listedAt0: false })
+        // No FOPEN_CACHE_DIR: every listing asks the daemon, so a branch changed underneath
+        // shows in the next `ls` (as with fuse-native); lookups and attributes are cached.
+        writeOpenOut(this.#body, 0, fh, 0)
+        return reply(0, undefined, OPEN_OUT_SIZE)
+      }
+      case Op.READDIR:
+      case Op.READDIRPLUS: return this.#readdir(b, reply, opcode === Op.READDIRPLUS)
+      case Op.RELEASEDIR:
+        this.#dirs.delete(u64(b, A))
+        return reply(0)
+      case Op.INTERRUPT: return // every request is answered anyway, promptly or after its copy
+      case Op.DESTROY:
+        reply(0)
+        return
+      default:
+        // GETLK/SETLK (the kernel keeps locks locally without POSIX_LOCKS), FALLOCATE, LSEEK,
+        // COPY_FILE_RANGE, IOCTL, POLL, BMAP, TMPFILE, STATX, SYNCFS: the kernel falls back or
+        // answers the caller EOPNOTSUPP/ENOSYS, and stops asking.
+        return reply(ENOSYS)
+    }
+  }
+
+  #init(b: Buffer, n: number, reply: Reply): void {
+    const init = readInitIn(b, IN_HEADER_SIZE, n)
+    if (init.major !== 7 || init.minor < FUSE_MIN_MINOR) {
+      log.warnOnce('init', 'the kernel speaks FUSE %d.%d; layerfs needs 7.%d or later', init.major, init.minor, FUSE_MIN_MINOR)
+      reply(-ERRNO.EPROTO)
+      return
+    }
+    const minor = Math.min(init.minor, FUSE_OUR_MINOR)
+    let want = Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.BIG_WRITES | Init.DO_READDIRPLUS |
+      Init.READDIRPLUS_AUTO | Init.PARALLEL_DIROPS | Init.MAX_PAGES | Init.CACHE_SYMLINKS |
+      Init.ASYNC_DIO | Init.INIT_EXT | Init.NO_EXPORT_SUPPORT
+    if (!this.opts.keepCache) want |= Init.AUTO_INVAL_DATA
+    if (this.opts.passthrough) want |= Init.PASSTHROUGH
+    const flags = init.flags & want
+    const passthrough = (flags & Init.PASSTHROUGH) !== 0n
+    const maxPages = Math.floor(this.opts.maxIo / 4096)
+    writeInitOut(this.#body, 0, {
+      minor, maxReadahead: init.maxReadahead, flags,
+      maxBackground: 64, congestionThreshold: 48,
+      maxWrite: this.opts.maxIo, timeGran: 1, maxPages,
+      maxStackDepth: passthrough ? 1 : 0,
+    })
+    this.negotiated = { minor, flags, passthrough, maxWrite: this.opts.maxIo }
+    reply(0, undefined, INIT_OUT_SIZE)
+    log.debug('INIT: kernel 7.%d, using 7.%d, flags %s', init.minor, minor, flags.toString(16))
+    this.#onInit?.()
+  }
+
+  #openReply(reply: Reply, node: Node, fh: number, flags: number): void {
+    node.handles.add(fh)
+    let openFlags = this.opts.keepCache ? FOPEN_KEEP_CACHE : 0
+    let backingId = 0
+    if (this.negotiated?.passthrough && (flags & 3) === 0) {
+      try {
+        backingId = this.addon.backingOpen(this.fd, this.core.hostFd(fh))
+        this.#backing.set(fh, backingId)
+        openFlags = FOPEN_PASSTHROUGH
+      } catch (e) {
+        log.warnOnce('passthrough', 'passthrough refused (%s): serving reads through layerfs', (e as Error).message)
+      }
+    }
+    writeOpenOut(this.#body, 0, fh, openFlags, backingId)
+    reply(0, undefined, OPEN_OUT_SIZE)
+  }
+
+  #sizedReply(reply: Reply, size: number, value: Buffer): void {
+    if (size === 0) {
+      this.#body.writeUInt32LE(value.length, 0)
+      this.#body.writeUInt32LE(0, 4)
+      return reply(0, undefined, 8)
+    }
+    if (value.length > size) return reply(ERANGE)
+    reply(0, value)
+  }
+
+  #setattr(node: Node, b: Buffer, reply: Reply): void {
+    const A = IN_HEADER_SIZE
+    const valid = b.readUInt32LE(A)
+    const fh = valid & FATTR_FH ? u64(b, A + 8) : undefined
+    const size = u64(b, A + 16)
+    const atimeMs = u64(b, A + 32) * 1000 + b.readUInt32LE(A + 56) / 1e6
+    const mtimeMs = u64(b, A + 40) * 1000 + b.readUInt32LE(A + 60) / 1e6
+    const mode = b.readUInt32LE(A + 68)
+    const uid = b.readUInt32LE(A + 76)
+    const gid = b.readUInt32LE(A + 80)
+    const core = this.core
+    const p = this.#path(node)
+    const handle = fh ?? openHandle(node)
+    const op = valid & FATTR_SIZE ? (fh !== undefined ? 'ftruncate' : 'truncate') : valid & FATTR_MODE ? 'chmod' : valid & (FATTR_UID | FATTR_GID) ? 'chown' : 'utimens'
+    this.#gated(op, p, reply, async () => {
+      if (valid & FATTR_MODE) await core.chmod(p, mode)
+      if (valid & (FATTR_UID | FATTR_GID)) await core.chown(p, valid & FATTR_UID ? uid : -1, valid & FATTR_GID ? gid : -1)
+      if (valid & FATTR_SIZE) await (fh !== undefined ? core.ftruncate(fh, size) : core.truncate(p, size))
+      if (valid & (FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW)) {
+        const now = Date.now()
+        const a = valid & FATTR_ATIME_NOW ? now : valid & FATTR_ATIME ? atimeMs : undefined
+        const m = valid & FATTR_MTIME_NOW ? now : valid & FATTR_MTIME ? mtimeMs : undefined
+        await core.utimens(p, a, m)
+      }
+    }, () => this.#attrReply(reply, handle !== undefined ? core.fgetattr(p, handle) : core.getattr(p)))
+  }
+
+  #readdir(b: Buffer, reply: Reply, plus: boolean): void {
+    this.activity.count(plus ? 'readdirplus' : 'readdir')
+    const A = IN_HEADER_SIZE
+    const fh = u64(b, A)
+    const offset = u64(b, A + 8)
+    const size = Math.min(b.readUInt32LE(A + 16), this.#body.length)
+    const d = this.#dirs.get(fh)
+    if (!d) return reply(-ERRNO.EBADF)
+    const dirPath = this.#path(d.node)
+    if (offset === 0) {
+      // rewinddir: list afresh (the first read after opendir uses the opendir listing).
+      if (d.listedAt0) d.names = this.core.readdir(dirPath)
+      d.listedAt0 = true
+    }
+    const out = this.#body
+    let used = 0
+    for (let i = offset; i < d.names.length; i++) {
+      const name = d.names[i]!
+      const bytes = nameBytes(name)
+      const need = direntSize(bytes.length, plus)
+      if (used + need > size) break
+      let ino: number
+      let type: number
+      let a: Attr | undefined
+      if (name === '.' || name === '..') {
+        ino = name === '.' ? d.node.ino : (d.node.links[0]?.parent.ino ?? d.node.ino)
+        type = 4
+      } else {
+        try {
+          a = this.core.tryGetattr(dirPath === '/' ? '/' + name : dirPath + '/' + name)
+        } catch {
+          a = undefined
+        }
+        if (!a) continue // gone since the listing
+        ino = a.ino
+        type = direntType(a.mode)
+      }
+      if (plus) {
+        if (a) {
+          const node = this.nodes.found(d.node, name, a.ino, type === 4)
+          writeEntry(out, used, node.id, a, this.opts.entryTimeout, this.opts.attrTimeout)
+        } else {
+          writeEntry(out, used, 0, undefined, 0, 0) // '.', '..': no entry
+        }
+        used += ENTRY_OUT_SIZE
+      }
+      used += writeDirent(out, used, ino, i + 1, type, bytes)
+    }
+    reply(0, undefined, used)
+  }
+}
+
+/** An open handle of `node`, if any (an unlinked file is reached through it). */
+function openHandle(node: Node): number | undefined {
+  if (node.links.length > 0) return undefined
+  for (const fh of node.handles) return fh
+  return undefined
+}
+
+/** FUSE_NOTIFY_INC_EPOCH (Linux 6.16+): every cached name is looked up again before use. */
+function notifyIncEpoch(): Buffer {
+  const b = Buffer.alloc(OUT_HEADER_SIZE)
+  writeOutHeader(b, OUT_HEADER_SIZE, 8, 0n)
+  return b
+}
+
+const OP_NAMES: Record<number, string> = {
+  1: 'lookup', 3: 'getattr', 4: 'setattr', 5: 'readlink', 6: 'symlink', 8: 'mknod', 9: 'mkdir', 10: 'unlink',
+  11: 'rmdir', 12: 'rename', 13: 'link', 14: 'open', 15: 'read', 16: 'write', 17: 'statfs', 18: 'release',
+  20: 'fsync', 21: 'setxattr', 22: 'getxattr', 23: 'listxattr', 24: 'removexattr', 26: 'init', 27: 'opendir',
+  28: 'readdir', 29: 'releasedir', 30: 'fsyncdir', 34: 'access', 35: 'create', 44: 'readdirplus', 45: 'rename2',
+}
+
+function opName(opcode: number): string {
+  return OP_NAMES[opcode] ?? `op${opcode}`
+}

@@ -1,0 +1,353 @@
+// layerfs's own FUSE transport, native part: the few things JavaScript cannot do itself.
+// It opens /dev/fuse, mounts it (mount(2)), and registers the descriptor with libuv's event
+// loop (uv_poll), so that each request is read and handed to JavaScript on the JS thread — no
+// second thread, no hand-off. The protocol (decoding requests, encoding replies) is TypeScript
+// (lib/fuse/kernel/); replies are written from JS with fs.writeSync on the same descriptor.
+// Also: the passthrough ioctls (FUSE_DEV_IOC_BACKING_OPEN/CLOSE) and a write from a worker
+// thread for kernel notifications (an invalidation may wait on a request this thread serves).
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <uv.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <stdio.h>
+#include <unistd.h>
+
+// From linux/fuse.h 7.40 (Debian's linux-libc-dev may be older than the running kernel).
+struct layerfs_backing_map {
+  int32_t fd;
+  uint32_t flags;
+  uint64_t padding;
+};
+#define LAYERFS_DEV_IOC_MAGIC 229
+#define LAYERFS_DEV_IOC_BACKING_OPEN _IOW(LAYERFS_DEV_IOC_MAGIC, 1, struct layerfs_backing_map)
+#define LAYERFS_DEV_IOC_BACKING_CLOSE _IOW(LAYERFS_DEV_IOC_MAGIC, 2, uint32_t)
+
+// Requests read per wake-up before yielding back to the loop (fairness with timers, IPC).
+#define MAX_BATCH 64
+
+#define CHECK(call)                                                    \
+  do {                                                                 \
+    if ((call) != napi_ok) {                                           \
+      napi_throw_error(env, NULL, "layerfs_fuse: " #call " failed");   \
+      return NULL;                                                     \
+    }                                                                  \
+  } while (0)
+
+static napi_value throw_errno(napi_env env, const char* what, int err) {
+  napi_value msg, code, error;
+  char text[256];
+  snprintf(text, sizeof text, "%s: %s", what, strerror(err));
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+  napi_create_int32(env, err, &code);
+  napi_create_error(env, NULL, msg, &error);
+  napi_set_named_property(env, error, "errno", code);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static napi_value number(napi_env env, double n) {
+  napi_value v;
+  napi_create_double(env, n, &v);
+  return v;
+}
+
+static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value* argv) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
+    napi_throw_type_error(env, NULL, "layerfs_fuse: missing arguments");
+    return 0;
+  }
+  return 1;
+}
+
+static int get_string(napi_env env, napi_value v, char* out, size_t size) {
+  size_t len;
+  if (napi_get_value_string_utf8(env, v, out, size, &len) != napi_ok || len >= size - 1) {
+    napi_throw_type_error(env, NULL, "layerfs_fuse: bad or too long string argument");
+    return 0;
+  }
+  return 1;
+}
+
+// openDevice(): a non-blocking, close-on-exec descriptor of /dev/fuse.
+static napi_value open_device(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return throw_errno(env, "open /dev/fuse", errno);
+  return number(env, fd);
+}
+
+// mount(source, target, fstype, flags, data)
+static napi_value do_mount(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!get_args(env, info, 5, argv)) return NULL;
+  char source[256], target[4200], fstype[64], data[4096];
+  double flags;
+  if (!get_string(env, argv[0], source, sizeof source) || !get_string(env, argv[1], target, sizeof target) ||
+      !get_string(env, argv[2], fstype, sizeof fstype) || !get_string(env, argv[4], data, sizeof data))
+    return NULL;
+  CHECK(napi_get_value_double(env, argv[3], &flags));
+  if (mount(source, target, fstype, (unsigned long)flags, data) != 0) return throw_errno(env, "mount", errno);
+  return NULL;
+}
+
+// ---- the request loop ----------------------------------------------------------------------
+
+typedef struct {
+  napi_env env;
+  uv_poll_t poll;
+  int fd;
+  napi_ref callback;      // (length) => void, or (-errno) when the device ends
+  napi_ref buffer;        // the Buffer requests are read into (JS may swap it: setBuffer)
+  uint8_t* data;
+  size_t size;
+  napi_async_context context;
+  int stopped;
+} session_t;
+
+static void on_closed(uv_handle_t* handle) {
+  session_t* s = (session_t*)handle->data;
+  napi_delete_reference(s->env, s->callback);
+  napi_delete_reference(s->env, s->buffer);
+  napi_async_destroy(s->env, s->context);
+  free(s);
+}
+
+static void stop_session(session_t* s) {
+  if (s->stopped) return;
+  s->stopped = 1;
+  uv_poll_stop(&s->poll);
+  uv_close((uv_handle_t*)&s->poll, on_closed);
+}
+
+// Calls the JS callback through napi_make_callback, so promise jobs queued by the handler run
+// right after it (as for any I/O callback).
+static int deliver(session_t* s, double arg) {
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  napi_value cb, global, value, result;
+  int ok = 1;
+  napi_open_handle_scope(env, &scope);
+  napi_get_reference_value(env, s->callback, &cb);
+  napi_get_global(env, &global);
+  napi_create_double(env, arg, &value);
+  if (napi_make_callback(env, s->context, global, cb, 1, &value, &result) != napi_ok) {
+    // An exception escaped the handler: report it as Node would, keep serving.
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      napi_value err;
+      napi_get_and_clear_last_exception(env, &err);
+      napi_fatal_exception(env, err);
+    }
+    ok = 0;
+  }
+  napi_close_handle_scope(env, scope);
+  return ok;
+}
+
+static void on_readable(uv_poll_t* handle, int status, int events) {
+  session_t* s = (session_t*)handle->data;
+  (void)events;
+  if (status < 0) {
+    stop_session(s);
+    deliver(s, -EIO);
+    return;
+  }
+  for (int i = 0; i < MAX_BATCH && !s->stopped; i++) {
+    ssize_t n = read(s->fd, s->data, s->size);
+    if (n < 0) {
+      int err = errno;
+      if (err == EAGAIN) return;
+      if (err == EINTR || err == ENOENT) continue;  // ENOENT: the request was interrupted meanwhile
+      stop_session(s);
+      deliver(s, -err);  // ENODEV: unmounted and every file closed
+      return;
+    }
+    deliver(s, (double)n);
+  }
+}
+
+static int set_buffer(napi_env env, session_t* s, napi_value buf) {
+  void* data;
+  size_t size;
+  if (napi_get_buffer_info(env, buf, &data, &size) != napi_ok) {
+    napi_throw_type_error(env, NULL, "layerfs_fuse: expected a Buffer");
+    return 0;
+  }
+  if (s->buffer) napi_delete_reference(env, s->buffer);
+  napi_create_reference(env, buf, 1, &s->buffer);
+  s->data = data;
+  s->size = size;
+  return 1;
+}
+
+static void finalize_session(napi_env env, void* data, void* hint) {
+  (void)env; (void)data; (void)hint;  // the session is freed by on_closed (stop)
+}
+
+// start(fd, buffer, callback) -> session handle
+static napi_value start(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  int32_t fd;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  session_t* s = calloc(1, sizeof *s);
+  if (!s) return throw_errno(env, "start", ENOMEM);
+  s->env = env;
+  s->fd = fd;
+  if (!set_buffer(env, s, argv[1])) { free(s); return NULL; }
+  CHECK(napi_create_reference(env, argv[2], 1, &s->callback));
+  napi_value name;
+  napi_create_string_utf8(env, "layerfs:fuse", NAPI_AUTO_LENGTH, &name);
+  CHECK(napi_async_init(env, NULL, name, &s->context));
+  uv_loop_t* loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  int r = uv_poll_init(loop, &s->poll, fd);
+  if (r == 0) {
+    s->poll.data = s;
+    r = uv_poll_start(&s->poll, UV_READABLE, on_readable);
+  }
+  if (r != 0) return throw_errno(env, "uv_poll", -r);
+  napi_value handle;
+  CHECK(napi_create_external(env, s, finalize_session, NULL, &handle));
+  return handle;
+}
+
+static session_t* session_arg(napi_env env, napi_value v) {
+  void* p = NULL;
+  if (napi_get_value_external(env, v, &p) != napi_ok || !p) napi_throw_type_error(env, NULL, "layerfs_fuse: bad session");
+  return p;
+}
+
+// setBuffer(session, buffer): read the next requests into `buffer` (the old one stays JS's).
+static napi_value js_set_buffer(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  session_t* s = session_arg(env, argv[0]);
+  if (s) set_buffer(env, s, argv[1]);
+  return NULL;
+}
+
+// stop(session): no more reads (the descriptor stays open; JS closes it).
+static napi_value js_stop(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  session_t* s = session_arg(env, argv[0]);
+  if (s) stop_session(s);
+  return NULL;
+}
+
+// ---- passthrough ---------------------------------------------------------------------------
+
+// backingOpen(devFd, fileFd) -> backing id for FOPEN_PASSTHROUGH replies.
+static napi_value backing_open(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  int32_t dev, fd;
+  CHECK(napi_get_value_int32(env, argv[0], &dev));
+  CHECK(napi_get_value_int32(env, argv[1], &fd));
+  struct layerfs_backing_map map = { .fd = fd, .flags = 0, .padding = 0 };
+  int id = ioctl(dev, LAYERFS_DEV_IOC_BACKING_OPEN, &map);
+  if (id < 0) return throw_errno(env, "FUSE_DEV_IOC_BACKING_OPEN", errno);
+  return number(env, id);
+}
+
+// backingClose(devFd, id)
+static napi_value backing_close(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  int32_t dev;
+  uint32_t id;
+  CHECK(napi_get_value_int32(env, argv[0], &dev));
+  CHECK(napi_get_value_uint32(env, argv[1], &id));
+  if (ioctl(dev, LAYERFS_DEV_IOC_BACKING_CLOSE, &id) < 0) return throw_errno(env, "FUSE_DEV_IOC_BACKING_CLOSE", errno);
+  return NULL;
+}
+
+// ---- writes from a worker thread (kernel notifications) ------------------------------------
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref buffer;
+  int fd;
+  void* data;
+  size_t size;
+  int err;
+} notify_t;
+
+static void notify_execute(napi_env env, void* data) {
+  (void)env;
+  notify_t* n = data;
+  // One write(2) per message: each starts with its length (struct fuse_out_header.len).
+  size_t off = 0;
+  n->err = 0;
+  while (off + 16 <= n->size) {
+    uint32_t len;
+    memcpy(&len, (uint8_t*)n->data + off, sizeof len);
+    if (len < 16 || off + len > n->size) { n->err = EINVAL; return; }
+    ssize_t r;
+    do {
+      r = write(n->fd, (uint8_t*)n->data + off, len);
+    } while (r < 0 && (errno == EINTR || errno == EAGAIN));
+    // ENOENT: the kernel no longer has that inode or name; the others still matter.
+    if (r < 0 && errno != ENOENT && n->err == 0) n->err = errno;
+    off += len;
+  }
+}
+
+static void notify_complete(napi_env env, napi_status status, void* data) {
+  (void)status;
+  notify_t* n = data;
+  napi_value v;
+  napi_create_int32(env, -n->err, &v);
+  napi_resolve_deferred(env, n->deferred, v);  // resolves with 0 or -errno
+  napi_delete_reference(env, n->buffer);
+  napi_delete_async_work(env, n->work);
+  free(n);
+}
+
+// writeOffThread(fd, buffer) -> Promise<0 | -errno>
+static napi_value write_off_thread(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  notify_t* n = calloc(1, sizeof *n);
+  if (!n) return throw_errno(env, "writeOffThread", ENOMEM);
+  CHECK(napi_get_value_int32(env, argv[0], &n->fd));
+  if (napi_get_buffer_info(env, argv[1], &n->data, &n->size) != napi_ok) {
+    free(n);
+    napi_throw_type_error(env, NULL, "layerfs_fuse: expected a Buffer");
+    return NULL;
+  }
+  CHECK(napi_create_reference(env, argv[1], 1, &n->buffer));
+  napi_value promise, name;
+  CHECK(napi_create_promise(env, &n->deferred, &promise));
+  napi_create_string_utf8(env, "layerfs:notify", NAPI_AUTO_LENGTH, &name);
+  CHECK(napi_create_async_work(env, NULL, name, notify_execute, notify_complete, n, &n->work));
+  CHECK(napi_queue_async_work(env, n->work));
+  return promise;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    { "openDevice", NULL, open_device, NULL, NULL, NULL, napi_default, NULL },
+    { "mount", NULL, do_mount, NULL, NULL, NULL, napi_default, NULL },
+    { "start", NULL, start, NULL, NULL, NULL, napi_default, NULL },
+    { "setBuffer", NULL, js_set_buffer, NULL, NULL, NULL, napi_default, NULL },
+    { "stop", NULL, js_stop, NULL, NULL, NULL, napi_default, NULL },
+    { "backingOpen", NULL, backing_open, NULL, NULL, NULL, napi_default, NULL },
+    { "backingClose", NULL, backing_close, NULL, NULL, NULL, napi_default, NULL },
+    { "writeOffThread", NULL, write_off_thread, NULL, NULL, NULL, napi_default, NULL },
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
