@@ -30,7 +30,7 @@ program
   .option('--negative-timeout <s>', 'kernel cache lifetime of missing names in seconds (default 60)')
   .option('--coherent', 'no kernel attribute/page caching across names (fuse-native: exact hard links), slower')
   .option('--transport <name>', 'FUSE transport: native (layerfs\'s own, root only) or fuse-native (libfuse 2); default: $LAYERFS_TRANSPORT, else native when built')
-  .option('--passthrough', 'native transport: the kernel reads read-only opened files directly (FUSE passthrough)')
+  .option('--passthrough', 'native transport, read-only unions: the kernel reads branch files directly (FUSE passthrough)')
   .option('--debug', 'trace every FUSE operation on stderr')
   .addOption(new Option('--ipc').hideHelp())
   .addOption(new Option('--watch-parent').hideHelp())

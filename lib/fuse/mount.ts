@@ -42,7 +42,7 @@ export interface ServeOptions {
    * Default: LAYERFS_TRANSPORT, else native when it is built and we are root.
    */
   readonly transport?: Transport
-  /** native transport: hand read-only opens to the kernel (FUSE passthrough) where it allows. */
+  /** native transport, read-only unions: the kernel reads branch files directly (FUSE passthrough) where it allows. */
   readonly passthrough?: boolean
 }
 
@@ -101,6 +101,7 @@ const UNBOUNDED_OPS = ['open', 'create', 'truncate', 'rename', 'link', 'chmod', 
 export async function serve(core: LayerFs, mountpoint: string, opts: ServeOptions = {}): Promise<ServedMount> {
   if (!fs.existsSync('/dev/fuse')) throw new ConfigError('ENODEV', '/dev/fuse is missing: load the fuse module (modprobe fuse) or pass the device in')
   const transport = chooseTransport(opts.transport)
+  if (opts.passthrough && transport !== 'native') throw new ConfigError('EINVAL', 'passthrough needs the native transport (--transport native)')
   return transport === 'native' ? serveNative(core, mountpoint, opts) : serveFuseNative(core, mountpoint, opts)
 }
 

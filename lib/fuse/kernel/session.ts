@@ -13,10 +13,11 @@ import type { Activity } from '../activity.js'
 import { failure } from '../adapter.js'
 import type { NativeFuse } from './addon.js'
 import { NodeTable, type Node } from './nodes.js'
+import { Passthrough } from './passthrough.js'
 import { Trace } from './trace.js'
 import {
   ATTR_OUT_SIZE, direntSize, direntType, ENTRY_OUT_SIZE, FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH,
-  FATTR_GID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, FOPEN_KEEP_CACHE, FOPEN_PASSTHROUGH, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, FUSE_MIN_MINOR,
+  FATTR_GID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, FOPEN_KEEP_CACHE, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, FUSE_MIN_MINOR,
   FUSE_OUR_MINOR, IN_HEADER_SIZE, Init, INIT_OUT_SIZE, nameBytes, notifyInvalInode, Op,
   OPEN_OUT_SIZE, OUT_HEADER_SIZE, readInitIn, readName, RENAME_EXCHANGE, RENAME_NOREPLACE,
   STATFS_OUT_SIZE, u64, writeAttrOut, writeDirent, writeEntry, writeInitOut, writeOpenOut,
@@ -69,7 +70,7 @@ export class KernelSession {
   #out: Buffer
   #dirs = new Map<number, DirHandle>()
   #nextDirFh = 1
-  #backing = new Map<number, number>() // file handle -> passthrough backing id
+  #passthrough: Passthrough | undefined
   #session: object | undefined
   #ended = false
   #onInit: (() => void) | undefined
@@ -342,8 +343,9 @@ export class KernelSession {
           const a = core.fgetattr(p, fh)
           const node = this.nodes.found(parent, name, a.ino, false)
           node.handles.add(fh)
+          const [flags, backingId] = this.#openFlags(node, fh)
           writeEntry(this.#body, 0, node.id, a, this.opts.entryTimeout, this.opts.attrTimeout)
-          writeOpenOut(this.#body, ENTRY_OUT_SIZE, fh, this.opts.keepCache ? FOPEN_KEEP_CACHE : 0)
+          writeOpenOut(this.#body, ENTRY_OUT_SIZE, fh, flags, backingId)
           reply(0, undefined, ENTRY_OUT_SIZE + OPEN_OUT_SIZE)
         })
       }
@@ -382,12 +384,8 @@ export class KernelSession {
       case Op.RELEASE: {
         this.activity.count('release')
         const fh = u64(b, A)
-        this.#node(nodeid).handles.delete(fh)
-        const backing = this.#backing.get(fh)
-        if (backing !== undefined) {
-          this.#backing.delete(fh)
-          try { this.addon.backingClose(this.fd, backing) } catch { /* the kernel dropped it already */ }
-        }
+        this.nodes.get(nodeid)?.handles.delete(fh)
+        this.#passthrough?.release(fh)
         core.release(fh)
         return reply(0)
       }
@@ -484,6 +482,7 @@ export class KernelSession {
       maxStackDepth: passthrough ? 1 : 0,
     })
     this.negotiated = { minor, flags, passthrough, maxWrite: this.opts.maxIo }
+    if (passthrough) this.#passthrough = new Passthrough(this.addon, this.fd)
     reply(0, undefined, INIT_OUT_SIZE)
     log.debug('INIT: kernel 7.%d, using 7.%d, flags %s', init.minor, minor, flags.toString(16))
     this.#onInit?.()
@@ -491,19 +490,17 @@ export class KernelSession {
 
   #openReply(reply: Reply, node: Node, fh: number, flags: number): void {
     node.handles.add(fh)
-    let openFlags = this.opts.keepCache ? FOPEN_KEEP_CACHE : 0
-    let backingId = 0
-    if (this.negotiated?.passthrough && (flags & 3) === 0) {
-      try {
-        backingId = this.addon.backingOpen(this.fd, this.core.hostFd(fh))
-        this.#backing.set(fh, backingId)
-        openFlags = FOPEN_PASSTHROUGH
-      } catch (e) {
-        log.warnOnce('passthrough', 'passthrough refused (%s): serving reads through layerfs', (e as Error).message)
-      }
-    }
+    const [openFlags, backingId] = this.#openFlags(node, fh)
     writeOpenOut(this.#body, 0, fh, openFlags, backingId)
     reply(0, undefined, OPEN_OUT_SIZE)
+  }
+
+  /** FOPEN_* flags and passthrough backing id for a new handle. */
+  #openFlags(node: Node, fh: number): [number, number] {
+    const keep = this.opts.keepCache ? FOPEN_KEEP_CACHE : 0
+    if (!this.#passthrough) return [keep, 0]
+    const d = this.#passthrough.open(node, fh, this.core.hostFd(fh))
+    return [d.flags === 0 ? keep : d.flags, d.backingId]
   }
 
   #sizedReply(reply: Reply, size: number, value: Buffer): void {
