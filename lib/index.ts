@@ -77,7 +77,13 @@ export async function mount(branches: string | readonly BranchInput[], mountpoin
 async function inProcessMount(specs: BranchSpec[], mountpoint: string, opts: MountOptions): Promise<Mount> {
   const real = checkMountpoint(mountpoint)
   const core = new LayerFs(specs, { cacheTtlMs: opts.revalidate !== undefined ? opts.revalidate * 1000 : undefined })
-  const served: ServedMount = await serve(core, real, opts)
+  let served: ServedMount
+  try {
+    served = await serve(core, real, opts)
+  } catch (e) {
+    core.close() // nothing mounted: leave the rw branch as it was (no work area)
+    throw e
+  }
   const m: Mount = {
     mountpoint: real,
     pid: process.pid,

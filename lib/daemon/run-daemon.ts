@@ -33,7 +33,12 @@ export async function runMountDaemon(args: DaemonArgs): Promise<number> {
     process.umask(0) // the kernel already applied the caller's umask to every mode it sends
     const rv = args.serve.revalidate
     const core = new LayerFs(specs, { cacheTtlMs: rv !== undefined ? rv * 1000 : undefined })
-    mounted = await serve(core, fs.realpathSync(args.mountpoint), args.serve)
+    try {
+      mounted = await serve(core, fs.realpathSync(args.mountpoint), args.serve)
+    } catch (e) {
+      core.close() // nothing mounted: leave the rw branch as it was (no work area)
+      throw e
+    }
     const started = new Date()
     const m = mounted
     writeRecord({ pid: process.pid, mountpoint: m.mountpoint, branches: specs, started: started.toISOString() })

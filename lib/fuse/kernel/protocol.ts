@@ -121,6 +121,12 @@ function split(ms: number): [number, number] {
   return [s, ns]
 }
 
+/** Seconds since the epoch: the kernel reads the u64 as signed (times before 1970). */
+function writeSeconds(b: Buffer, secs: number, off: number): void {
+  if (secs >= 0) writeU64(b, secs, off)
+  else b.writeBigInt64LE(BigInt(secs), off)
+}
+
 /** Writes a fuse_attr at `off`. */
 export function writeAttr(b: Buffer, a: Attr, off: number): void {
   writeU64(b, a.ino, off)
@@ -129,9 +135,9 @@ export function writeAttr(b: Buffer, a: Attr, off: number): void {
   const [as, ans] = split(a.atimeMs)
   const [ms, mns] = split(a.mtimeMs)
   const [cs, cns] = split(a.ctimeMs)
-  writeU64(b, Math.max(0, as), off + 24)
-  writeU64(b, Math.max(0, ms), off + 32)
-  writeU64(b, Math.max(0, cs), off + 40)
+  writeSeconds(b, as, off + 24)
+  writeSeconds(b, ms, off + 32)
+  writeSeconds(b, cs, off + 40)
   b.writeUInt32LE(ans, off + 48)
   b.writeUInt32LE(mns, off + 52)
   b.writeUInt32LE(cns, off + 56)
@@ -148,7 +154,7 @@ export function writeAttr(b: Buffer, a: Attr, off: number): void {
 function writeValid(b: Buffer, secs: number, off: number, nsecOff: number): void {
   const s = Math.floor(secs)
   writeU64(b, s, off)
-  b.writeUInt32LE(Math.round((secs - s) * 1e9), nsecOff)
+  b.writeUInt32LE(Math.min(999_999_999, Math.round((secs - s) * 1e9)), nsecOff)
 }
 
 /** fuse_entry_out at `off`: nodeid 0 is a cached negative entry. */

@@ -1,0 +1,97 @@
+// Issue 9, the FUSE transports, through real mounts: what layerfs's own (native) transport adds
+// over fuse-native — one kernel inode per file, renameat2 flags, no .fuse_hidden files,
+// passthrough on read-only unions — and that both can be chosen explicitly.
+import { describe, expect, it } from 'vitest'
+import { cli, fuseUnavailable, transportUnderTest } from '../helpers/mount.js'
+import { useMount } from '../helpers/union.js'
+
+const NATIVE = transportUnderTest() === 'native'
+
+/** python3 statements that call renameat2(2) through libc (os has no binding for it). */
+const RENAMEAT2 = `
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+def renameat2(a, b, flags):
+    if libc.renameat2(-100, a.encode(), -100, b.encode(), flags) != 0:
+        e = ctypes.get_errno(); raise OSError(e, os.strerror(e))
+`
+
+describe.skipIf(fuseUnavailable())('transports', () => {
+  const mountIt = useMount()
+
+  it('status names the transport; --transport selects either one; a bad name is one clear line', async () => {
+    const m = await mountIt({ A: {}, B: { f: 'b' } })
+    const st = JSON.parse((await cli(['status', 'mnt', '--json'], { cwd: m.root })).stdout)
+    expect(st.transport).toBe(transportUnderTest())
+    if (NATIVE) expect(st.protocol.minor).toBeGreaterThanOrEqual(31)
+    await m.unmount()
+    for (const t of ['native', 'fuse-native']) {
+      const r = await cli(['mount', '--transport', t, 'A=rw:B=ro', 'mnt'], { cwd: m.root })
+      expect(r.code, r.stderr).toBe(0)
+      expect(await m.ok('cat mnt/f; echo x > mnt/g; cat mnt/g')).toBe('bx\n')
+      expect(JSON.parse((await cli(['status', 'mnt', '--json'], { cwd: m.root })).stdout).transport).toBe(t)
+      await m.unmount()
+    }
+    const bad = await cli(['mount', '--transport', 'nfs', 'A=rw:B=ro', 'mnt'], { cwd: m.root })
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toBe("layerfs: unknown transport 'nfs': use native or fuse-native\n")
+  })
+
+  it.skipIf(!NATIVE)('hard links are one kernel inode: a write through one name shows at once through the other (no --coherent)', async () => {
+    const m = await mountIt({ A: {}, B: { a: 'one' } })
+    // Both names looked up (and cached for 60 s) before the write.
+    expect(await m.ok('ln mnt/a mnt/b; cat mnt/a mnt/b; stat -c %s mnt/b')).toBe('oneone3\n')
+    expect(await m.ok('echo -n more >> mnt/a; cat mnt/b; stat -c "%s %h %i" mnt/a mnt/b')).toMatch(/^onemore7 2 (\d+)\n7 2 \1\n$/)
+    expect(await m.ok('rm mnt/a; cat mnt/b; stat -c %h mnt/b')).toBe('onemore1\n')
+  })
+
+  it.skipIf(!NATIVE)('renameat2: RENAME_NOREPLACE refuses an existing name (EEXIST, both kept); RENAME_EXCHANGE is EINVAL', async () => {
+    const m = await mountIt({ A: {}, B: { a: 'a', b: 'b' } })
+    const r = await m.errnos([
+      RENAMEAT2 + "renameat2('mnt/a', 'mnt/b', 1)",
+      RENAMEAT2 + "renameat2('mnt/a', 'mnt/c', 1)",
+      RENAMEAT2 + "renameat2('mnt/c', 'mnt/b', 2)",
+    ])
+    expect(r).toEqual(['EEXIST', 'OK', 'EINVAL'])
+    expect(await m.ok('ls mnt; cat mnt/b mnt/c')).toBe('b\nc\nba')
+  })
+
+  it.skipIf(!NATIVE)('an open file removed through the mount leaves no .fuse_hidden name and still reads, stats and writes', async () => {
+    const m = await mountIt({ A: {}, B: { f: 'lower' } })
+    const out = await m.ok(`python3 -c "
+import os
+fd = os.open('mnt/f', os.O_RDWR)
+os.unlink('mnt/f')
+print(sorted(os.listdir('mnt')), os.fstat(fd).st_nlink, os.pread(fd, 5, 0).decode())
+os.pwrite(fd, b'LOWER', 0); print(os.pread(fd, 5, 0).decode(), os.fstat(fd).st_size)
+os.close(fd)
+print(sorted(os.listdir('mnt')))
+"`)
+    expect(out).toBe("[] 0 lower\nLOWER 5\n[]\n")
+    expect(await m.ok('ls -A A')).toBe('.wh..wh.layerfs.work\n.wh.f\n')
+  })
+
+  it.skipIf(!NATIVE)('passthrough on a read-only union: reads and mmap bypass the daemon, two openers share it; refused with a rw branch', async () => {
+    const big = 'x'.repeat(3 << 20) + 'end'
+    const m = await mountIt({ A: { f: 'top', big }, B: { f: 'bottom', g: 'g' } }, { spec: 'A=ro:B=ro', args: ['--passthrough'] })
+    const st = JSON.parse((await cli(['status', 'mnt', '--json'], { cwd: m.root })).stdout)
+    expect(st.protocol.passthrough).toBe(true)
+    expect(await m.ok('cat mnt/f mnt/g; tail -c 3 mnt/big; cmp mnt/big A/big && echo same')).toBe('topgendsame\n')
+    const mm = await m.ok(`python3 -c "
+import mmap, os
+fd = os.open('mnt/big', os.O_RDONLY); fd2 = os.open('mnt/big', os.O_RDONLY)
+m = mmap.mmap(fd, 0, prot=mmap.PROT_READ); print(m[-3:].decode(), os.pread(fd2, 1, 5).decode(), len(m))
+"`)
+    expect(mm).toBe(`end x ${big.length}\n`)
+    // The kernel read the branch files itself: no READ request reached the daemon.
+    const ops = JSON.parse((await cli(['status', 'mnt', '--json'], { cwd: m.root })).stdout).operations
+    expect(ops.open).toBeGreaterThanOrEqual(5)
+    expect(ops.read ?? 0).toBe(0)
+    expect(await m.errno("open('mnt/f', 'a')")).toBe('EROFS')
+    await m.unmount()
+    const r = await cli(['mount', '--passthrough', 'A=rw:B=ro', 'mnt'], { cwd: m.root })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/^layerfs: passthrough needs a read-only union: .*\n$/)
+    expect(await m.ok('ls -A A | sort')).toBe('big\nf\n')
+  })
+})
