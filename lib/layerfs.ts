@@ -28,6 +28,13 @@ const TREE_COPY_CONCURRENCY = 16
  * user's program a setuid-root one. The owner (root) may still chmod them on afterwards.
  */
 const SETID_BITS = 0o6000
+const S_ISGID = 0o2000
+
+/** Who creates an entry (the native transport knows the caller; fuse-native does not). */
+export interface Owner {
+  readonly uid: number
+  readonly gid: number
+}
 const XATTR_CREATE = 1
 const XATTR_REPLACE = 2
 
@@ -85,6 +92,8 @@ export class LayerFs {
   #copyCtx: CopyUpContext | undefined
   readonly #copyLocks = new PathLocks()
   readonly #files = new Map<number, OpenFile>()
+  readonly #uid = process.getuid?.() ?? 0
+  readonly #gid = process.getgid?.() ?? 0
   readonly #umask: number
 
   constructor(branches: readonly BranchSpec[], opts: LayerFsOptions = {}) {
@@ -259,17 +268,18 @@ export class LayerFs {
   }
 
   /** Creates and opens a regular file. EEXIST is never returned for a lower-only file: it is opened for writing. */
-  async create(p: UnionPath, mode: number, flags = O_RDWR): Promise<number> {
+  async create(p: UnionPath, mode: number, flags = O_RDWR, owner?: Owner): Promise<number> {
     const existing = this.resolver.resolve(p)
     if (existing) {
       if (flags & O_EXCL) throw new FsError('EEXIST', 'open', p)
       return this.open(p, (flags & ~O_CREAT) | (flags & O_ACCMODE ? 0 : O_RDWR))
     }
-    mode &= ~SETID_BITS
+    if (!owner) mode &= ~SETID_BITS
     let fd = -1
     await this.#createEntry(p, 'open', (host) => {
       fd = fs.openSync(host, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW, mode & 0o7777)
       this.#applyMode(host, mode)
+      this.#own(host, owner, mode)
     })
     this.#files.set(fd, { fh: fd, fd, path: p, writable: true, flags: O_RDWR | O_NOFOLLOW, branch: this.#upper!, sealed: false })
     return fd
@@ -460,11 +470,12 @@ export class LayerFs {
 
   // ---- names: create ----------------------------------------------------------------------
 
-  async mkdir(p: UnionPath, mode: number): Promise<void> {
+  async mkdir(p: UnionPath, mode: number, owner?: Owner): Promise<void> {
     await this.#createEntry(p, 'mkdir', (host, overWhiteout) => {
       if (!overWhiteout) {
         fs.mkdirSync(host, { mode: mode & 0o7777 })
         this.#applyMode(host, mode)
+        this.#own(host, owner)
         return
       }
       // The name was deleted from a lower branch: the new dir is opaque, built in the work area
@@ -475,6 +486,7 @@ export class LayerFs {
         markOpaque(tmp)
         fs.chmodSync(tmp, mode & 0o7777)
         fs.renameSync(tmp, host)
+        this.#own(host, owner)
       } catch (e) {
         this.work!.discard(tmp)
         throw e
@@ -482,15 +494,19 @@ export class LayerFs {
     })
   }
 
-  async symlink(target: string, p: UnionPath): Promise<void> {
-    await this.#createEntry(p, 'symlink', (host) => fs.symlinkSync(target, host))
+  async symlink(target: string, p: UnionPath, owner?: Owner): Promise<void> {
+    await this.#createEntry(p, 'symlink', (host) => {
+      fs.symlinkSync(target, host)
+      this.#own(host, owner)
+    })
   }
 
-  async mknod(p: UnionPath, mode: number, rdev: number): Promise<void> {
-    mode &= ~SETID_BITS
+  async mknod(p: UnionPath, mode: number, rdev: number, owner?: Owner): Promise<void> {
+    if (!owner) mode &= ~SETID_BITS
     await this.#createEntry(p, 'mknod', async (host) => {
-      await mknod(host, mode, rdev)
-      this.#applyMode(host, mode)
+      await mknod(host, mode & ~SETID_BITS, rdev)
+      this.#applyMode(host, mode & ~SETID_BITS)
+      this.#own(host, owner, mode)
     })
   }
 
@@ -537,6 +553,20 @@ export class LayerFs {
         this.resolver.cache.invalidate(p)
       }
     })
+  }
+
+  /**
+   * A new entry belongs to its creator, as on any file system: uid always, gid unless the
+   * parent directory is setgid (the host file system gave it the parent's group). chown clears
+   * setid bits, so those asked for at creation are set afterwards. Without an owner (the
+   * fuse-native transport cannot tell who asked) the entry stays the daemon's.
+   */
+  #own(host: string, owner: Owner | undefined, mode?: number): void {
+    if (!owner) return
+    const parentSetgid = (fs.statSync(host.slice(0, host.lastIndexOf('/')) || '/').mode & S_ISGID) !== 0
+    const gid = parentSetgid ? -1 : owner.gid
+    if (owner.uid !== this.#uid || (gid !== -1 && gid !== this.#gid)) fs.lchownSync(host, owner.uid, gid)
+    if (mode !== undefined && mode & SETID_BITS) fs.chmodSync(host, mode & 0o7777)
   }
 
   /** The kernel applied the caller's umask already; undo the daemon's own, if it has one. */

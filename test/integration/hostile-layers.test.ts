@@ -10,8 +10,10 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { hashTree } from '../helpers/fixture.js'
-import { CLI, fuseUnavailable, run } from '../helpers/mount.js'
+import { CLI, fuseUnavailable, run, transportUnderTest } from '../helpers/mount.js'
 import { useMount, type Mounted } from '../helpers/union.js'
+
+const NATIVE = transportUnderTest() === 'native'
 
 // Reports every inotify event on the given paths until STOP exists; prints them as JSON.
 const WATCH = `
@@ -204,9 +206,22 @@ describe.skipIf(fuseUnavailable())('hostile layers', () => {
     expect(await m.ok('stat -c %a mnt/wsuid')).toBe('777\n')
     // Nothing was copied up for the refused writes.
     expect(fs.existsSync(`${m.dir('A')}/secret`)).toBe(false)
-    // Known limit (docs/reliability.md): fuse-native cannot tell the daemon the caller's uid, so
-    // a file nobody creates belongs to root; nobody then cannot chmod it (EPERM), and setuid
-    // bits asked for at creation are dropped, so it can never become a setuid-root program.
+    if (NATIVE) {
+      // The native transport knows the caller: what nobody creates is nobody's, as on any file
+      // system (so setid bits nobody asks for make at most a setuid-nobody program).
+      expect((await nobody('echo mine > mnt/shared/mine && stat -c "%u %g" mnt/shared/mine')).stdout).toBe('65534 65534\n')
+      expect((await nobody('chmod u+s mnt/shared/mine && stat -c %a mnt/shared/mine')).stdout).toBe('4644\n')
+      await nobody('python3 -c "import os; os.close(os.open(\\"mnt/shared/s\\", os.O_CREAT | os.O_WRONLY, 0o6755)); os.mkdir(\\"mnt/shared/d\\"); os.symlink(\\"s\\", \\"mnt/shared/l\\")"')
+      expect(await m.ok('stat -c "%u %g %a" mnt/shared/s mnt/shared/d; stat -c "%u %g" mnt/shared/l')).toBe('65534 65534 6755\n65534 65534 755\n65534 65534\n')
+      await m.unmount()
+      const st = fs.statSync(`${m.dir('A')}/shared/s`)
+      expect([st.uid, st.gid, st.mode & 0o7777]).toEqual([65534, 65534, 0o6755])
+      expect(fs.statSync(`${m.dir('A')}/wsuid`).mode & 0o7777).toBe(0o777)
+      return
+    }
+    // Known limit of fuse-native (docs/reliability.md): it cannot tell the daemon the caller's
+    // uid, so a file nobody creates belongs to root; nobody then cannot chmod it (EPERM), and
+    // setuid bits asked for at creation are dropped, so it can never become a setuid-root program.
     expect((await nobody('echo mine > mnt/shared/mine && stat -c %u mnt/shared/mine')).stdout).toBe('0\n')
     expect((await nobody('chmod u+s mnt/shared/mine')).stderr).toMatch(/Operation not permitted/)
     await nobody('python3 -c "import os; os.close(os.open(\\"mnt/shared/s\\", os.O_CREAT | os.O_WRONLY, 0o6755))"')

@@ -192,3 +192,30 @@ describe('LayerFs: work area', () => {
     expect(snapshot(fx.dir('U'))).toEqual(['.wh..wh.layerfs.work/'])
   })
 })
+
+describe.skipIf(process.getuid?.() !== 0)('LayerFs: owners (the native transport passes the caller)', () => {
+  it('new files, dirs, symlinks and nodes belong to the caller; setid bits asked for are kept', async () => {
+    const { core, up } = setup({}, { d: {} })
+    const who = { uid: 1234, gid: 5678 }
+    core.release(await core.create('/f', 0o104755, fs.constants.O_RDWR, who))
+    await core.mkdir('/d/sub', 0o755, who)
+    await core.symlink('f', '/l', who)
+    await core.mknod('/p', 0o10644, 0, who)
+    const own = (p: string): [number, number, number] => { const st = fs.lstatSync(up + p); return [st.uid, st.gid, st.mode & 0o7777] }
+    expect(own('/f')).toEqual([1234, 5678, 0o4755])
+    expect(own('/d/sub')).toEqual([1234, 5678, 0o755])
+    expect(own('/l').slice(0, 2)).toEqual([1234, 5678])
+    expect(own('/p')).toEqual([1234, 5678, 0o644])
+    // Without an owner (fuse-native) the daemon keeps them, and setid bits are dropped.
+    core.release(await core.create('/g', 0o106755))
+    expect(own('/g')).toEqual([0, 0, 0o755])
+  })
+  it('in a setgid directory the group comes from the directory, as on any file system', async () => {
+    const { core, up } = setup({ s: {} })
+    fs.chownSync(up + '/s', 0, 4321)
+    fs.chmodSync(up + '/s', 0o2777)
+    core.release(await core.create('/s/f', 0o100644, fs.constants.O_RDWR, { uid: 1234, gid: 5678 }))
+    const st = fs.statSync(up + '/s/f')
+    expect([st.uid, st.gid]).toEqual([1234, 4321])
+  })
+})

@@ -6,7 +6,7 @@ import { constants } from 'node:os'
 import type { Attr } from '../../attr.js'
 import { errnoName } from '../../errors.js'
 import { fs } from '../../fs.js'
-import type { LayerFs } from '../../layerfs.js'
+import type { LayerFs, Owner } from '../../layerfs.js'
 import { createLogger } from '../../log.js'
 import { normalizeUnionPath } from '../../paths.js'
 import type { Activity } from '../activity.js'
@@ -272,7 +272,8 @@ export class KernelSession {
         const [name, next] = readName(b, A, n)
         const [target] = readName(b, next, n)
         const p = this.#child(parent, name)
-        return this.#gated('symlink', p, reply, () => core.symlink(target, p), () => this.#entryReply(reply, parent, name, core.getattr(p)))
+        const who = owner(b) // read now: a gated call may run after the buffer is reused
+        return this.#gated('symlink', p, reply, () => core.symlink(target, p, who), () => this.#entryReply(reply, parent, name, core.getattr(p)))
       }
       case Op.MKNOD: {
         const parent = this.#node(nodeid)
@@ -280,14 +281,16 @@ export class KernelSession {
         const rdev = b.readUInt32LE(A + 4)
         const [name] = readName(b, A + 16, n)
         const p = this.#child(parent, name)
-        return this.#gated('mknod', p, reply, () => core.mknod(p, mode, rdev), () => this.#entryReply(reply, parent, name, core.getattr(p)))
+        const who = owner(b) // read now: a gated call may run after the buffer is reused
+        return this.#gated('mknod', p, reply, () => core.mknod(p, mode, rdev, who), () => this.#entryReply(reply, parent, name, core.getattr(p)))
       }
       case Op.MKDIR: {
         const parent = this.#node(nodeid)
         const mode = b.readUInt32LE(A)
         const [name] = readName(b, A + 8, n)
         const p = this.#child(parent, name)
-        return this.#gated('mkdir', p, reply, () => core.mkdir(p, mode), () => this.#entryReply(reply, parent, name, core.getattr(p)))
+        const who = owner(b) // read now: a gated call may run after the buffer is reused
+        return this.#gated('mkdir', p, reply, () => core.mkdir(p, mode, who), () => this.#entryReply(reply, parent, name, core.getattr(p)))
       }
       case Op.UNLINK:
       case Op.RMDIR: {
@@ -339,7 +342,8 @@ export class KernelSession {
         const mode = b.readUInt32LE(A + 4)
         const [name] = readName(b, A + 16, n)
         const p = this.#child(parent, name)
-        return this.#gated('create', p, reply, () => core.create(p, mode, flags), (fh: number) => {
+        const who = owner(b) // read now: a gated call may run after the buffer is reused
+        return this.#gated('create', p, reply, () => core.create(p, mode, flags, who), (fh: number) => {
           const a = core.fgetattr(p, fh)
           const node = this.nodes.found(parent, name, a.ino, false)
           node.handles.add(fh)
@@ -590,6 +594,11 @@ export class KernelSession {
     }
     reply(0, undefined, used)
   }
+}
+
+/** The caller of request `b` (struct fuse_in_header uid, gid), who owns what it creates. */
+function owner(b: Buffer): Owner {
+  return { uid: b.readUInt32LE(24), gid: b.readUInt32LE(28) }
 }
 
 /** An open handle of `node`, if any (an unlinked file is reached through it). */
