@@ -1,6 +1,6 @@
 // Turns the raw rounds into the results: median [min–max] per measurement and system, ratios of
-// layerfs to each peer, correctness, a markdown table, JSON, and an SVG bar chart of each
-// system's ratio to kernel overlayfs.
+// each layerfs system (one per FUSE transport) to the peers, correctness, a markdown table, JSON,
+// and an SVG bar chart of each system's ratio to kernel overlayfs.
 
 /** The measurements, in report order. `better`: which direction is faster. */
 export const ROWS = [
@@ -30,15 +30,35 @@ export const ROWS = [
   { key: 'mem', label: 'daemon peak RSS (VmHWM)', unit: 'MiB', better: 'lower' },
 ]
 
+/** layerfs's own systems ('layerfs', 'layerfs-fuse-native', …): the rows the ratios are about. */
+export const isLayerfs = (name) => name === 'layerfs' || name.startsWith('layerfs-')
+
+/**
+ * The ratio columns, as [ours, theirs] pairs. One layerfs system: it against every peer (as
+ * before). Several: each against kernel overlayfs and fuse-overlayfs (the table stays readable),
+ * then the native transport against fuse-native.
+ */
+export function ratioPairs(systems) {
+  const ours = systems.filter(isLayerfs)
+  const peers = systems.filter((s) => !isLayerfs(s))
+  if (ours.length <= 1) return ours.flatMap((a) => peers.map((b) => [a, b]))
+  const main = peers.filter((p) => p === 'overlayfs' || p === 'fuse-overlayfs')
+  const pairs = ours.flatMap((a) => (main.length ? main : peers).map((b) => [a, b]))
+  if (ours.includes('layerfs') && ours.includes('layerfs-fuse-native')) pairs.push(['layerfs', 'layerfs-fuse-native'])
+  return pairs
+}
+
 const med = (xs) => { const s = [...xs].sort((a, b) => a - b); const n = s.length; return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2 }
 
-/** Aggregates rounds: { [system]: { [key]: { median, min, max, n, ok, notes } }, checks }. */
+/** Aggregates rounds: { stats: { [system]: { [key]: { median, min, max, n, ok, notes } } }, checks, info }. */
 export function aggregate(rounds, systems) {
   const stats = {}
   const checks = {}
+  const info = {}
   for (const sys of systems) {
     stats[sys] = {}
     checks[sys] = []
+    info[sys] = [...new Set(rounds.map((r) => r.systems[sys]?.info).filter(Boolean))]
     for (const { key } of ROWS) {
       const vals = []; let ok = true; const notes = new Set()
       for (const r of rounds) {
@@ -55,7 +75,7 @@ export function aggregate(rounds, systems) {
     const all = new Set(rounds.flatMap((r) => (r.systems[sys]?.checks ?? []).map((c) => c.what)))
     for (const what of all) checks[sys].push({ what, ok: !failed.has(what), detail: failed.get(what) })
   }
-  return { stats, checks }
+  return { stats, checks, info }
 }
 
 /** Cost ratio a/b: > 1 means a is slower (or uses more), whatever the unit's direction. */
@@ -69,15 +89,16 @@ const fmtRatio = (x) => (x === undefined ? '–' : `${x >= 10 ? x.toFixed(0) : x
 
 export function markdown({ machine, profile, reps, systems, agg, labels, fixture }) {
   const { stats, checks } = agg
-  const peers = systems.filter((s) => s !== 'layerfs')
+  const pairs = ratioPairs(systems)
   const out = []
   out.push(`Profile **${profile}**, ${reps} rounds (systems interleaved in each round, fresh upper per mount). ` +
-    `Cells: median [min–max]; FAIL marks a wrong answer. Ratios: layerfs cost ÷ peer cost (> 1 = layerfs slower).`)
+    `Cells: median [min–max]; FAIL marks a wrong answer. Ratios: layerfs cost ÷ peer cost (> 1 = layerfs slower)` +
+    `${systems.filter(isLayerfs).length > 1 ? ', for each layerfs transport' : ''}.`)
   out.push('')
   out.push(`Machine: ${machine.cpu}, ${machine.nproc} CPUs, ${machine.memGiB} GiB, kernel ${machine.kernel}, ${machine.fs} (${machine.disk}), node ${machine.node}; ${machine.peers}${machine.cli ? `; layerfs CLI ${machine.cli}` : ''}.`)
   out.push(`Fixture: ${fixture.counts.baseFiles} base files + ${fixture.counts.baseSymlinks} symlinks in ${fixture.counts.baseDirs} dirs; middle overrides ${fixture.counts.overrides}, whites out ${fixture.counts.whiteouts} files and ${fixture.counts.whiteoutDirs} dirs, ${fixture.counts.opaqueDirs} opaque dirs; top: ${fixture.params.bigMiB} MiB + ${fixture.params.m4Files}× 4 MiB; ${fixture.counts.merged} merged paths.`)
   out.push('')
-  const head = ['measurement', 'unit', ...systems.map((s) => labels[s]), ...peers.map((p) => `layerfs ÷ ${labels[p]}`)]
+  const head = ['measurement', 'unit', ...systems.map((s) => labels[s]), ...pairs.map(([a, b]) => `${labels[a]} ÷ ${labels[b]}`)]
   out.push(`| ${head.join(' | ')} |`)
   out.push(`|${head.map((_, i) => (i < 2 ? '---' : '--:')).join('|')}|`)
   for (const row of ROWS) {
@@ -89,7 +110,7 @@ export function markdown({ machine, profile, reps, systems, agg, labels, fixture
       const note = v.notes.length ? ` (${v.notes.join('; ')})` : ''
       return `${v.ok ? '' : '**FAIL** '}${fmt(v.median)}${range}${note}`
     })
-    const ratios = peers.map((p) => fmtRatio(costRatio(row, stats.layerfs?.[row.key], stats[p][row.key])))
+    const ratios = pairs.map(([a, b]) => fmtRatio(costRatio(row, stats[a]?.[row.key], stats[b]?.[row.key])))
     out.push(`| ${row.label} | ${row.unit} | ${cells.join(' | ')} | ${ratios.join(' | ')} |`)
   }
   out.push('')
@@ -97,7 +118,8 @@ export function markdown({ machine, profile, reps, systems, agg, labels, fixture
   out.push('')
   for (const s of systems) {
     const bad = checks[s].filter((c) => !c.ok)
-    out.push(`- ${labels[s]}: ${bad.length === 0 ? `all ${checks[s].length} passed` : bad.map((c) => `**FAIL** ${c.what}${c.detail ? `: ${String(c.detail).split('\n')[0].slice(0, 200)}` : ''}`).join('; ')}`)
+    const served = agg.info?.[s]?.length ? ` (served by: ${agg.info[s].join(' / ')})` : ''
+    out.push(`- ${labels[s]}: ${bad.length === 0 ? `all ${checks[s].length} passed` : bad.map((c) => `**FAIL** ${c.what}${c.detail ? `: ${String(c.detail).split('\n')[0].slice(0, 200)}` : ''}`).join('; ')}${served}`)
   }
   return out.join('\n') + '\n'
 }
@@ -110,7 +132,7 @@ export function svgChart({ systems, agg, labels, machine, profile }) {
   const base = 'overlayfs'
   const shown = systems.filter((s) => s !== base)
   const rows = ROWS.filter((r) => r.key !== 'mem' && stats[base]?.[r.key] && shown.some((s) => stats[s][r.key]))
-  const colors = { layerfs: '#d9480f', 'fuse-overlayfs': '#1c7ed6', 'unionfs-fuse': '#868e96' }
+  const colors = { layerfs: '#d9480f', 'layerfs-fuse-native': '#f59f00', 'fuse-overlayfs': '#1c7ed6', 'unionfs-fuse': '#868e96' }
   const barH = 9; const gap = 8; const labelW = 270; const plotW = 520; const top = 58
   const groupH = shown.length * barH + gap
   const height = top + rows.length * groupH + 40
@@ -122,9 +144,13 @@ export function svgChart({ systems, agg, labels, machine, profile }) {
   o.push(`<rect width="100%" height="100%" fill="#fff"/>`)
   o.push(`<text x="10" y="18" font-size="14" font-weight="bold">Cost relative to kernel overlayfs (log scale; 1 = as fast, right = slower)</text>`)
   o.push(`<text x="10" y="34" fill="#555">${esc(`profile ${profile}; layerfs ${machine.layerfs}; ${machine.cpu}, ${machine.nproc} CPUs, kernel ${machine.kernel}; medians of ${machine.reps} rounds; ${machine.date.slice(0, 10)}`)}</text>`)
-  shown.forEach((s, i) => {
-    o.push(`<rect x="${labelW + i * 150}" y="42" width="10" height="10" fill="${colors[s] ?? '#333'}"/><text x="${labelW + i * 150 + 14}" y="51">${esc(labels[s])}</text>`)
-  })
+  // The legend, left to right, each entry as wide as its label (starts left of the plot when long).
+  const legendW = (s) => 24 + 6.2 * String(labels[s]).length
+  let lx = Math.max(10, Math.min(labelW, width - 10 - shown.reduce((a, s) => a + legendW(s), 0)))
+  for (const s of shown) {
+    o.push(`<rect x="${lx.toFixed(0)}" y="42" width="10" height="10" fill="${colors[s] ?? '#333'}"/><text x="${(lx + 14).toFixed(0)}" y="51">${esc(labels[s])}</text>`)
+    lx += legendW(s)
+  }
   for (const t of [0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000]) {
     const xx = x(t).toFixed(1)
     o.push(`<line x1="${xx}" y1="${top - 4}" x2="${xx}" y2="${height - 30}" stroke="${t === 1 ? '#000' : '#ddd'}" stroke-width="${t === 1 ? 1.2 : 1}"/>`)

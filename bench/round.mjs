@@ -5,7 +5,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { isMounted, peakRssKiB, run, SYSTEMS } from './systems.mjs'
+import { isMounted, logTail, peakRssKiB, run, SYSTEMS } from './systems.mjs'
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []))
 const fx = JSON.parse(fs.readFileSync(args.fixture, 'utf8'))
@@ -68,10 +68,17 @@ async function measure(name) {
   const row = (key, value, ok = true, note) => { rows[key] = { value, ok, ...(note ? { note } : {}) } }
   const check = (what, ok, detail) => { checks.push({ what, ok, ...(detail ? { detail } : {}) }); if (!ok) log(`${name}: FAIL ${what}: ${detail ?? ''}`) }
   let st
+  let info
   try {
     const t0 = performance.now()
     st = await sys.mount(ctx)
     row('mount', performance.now() - t0)
+    if (sys.verify) {
+      // Which transport/protocol really serves it (not part of the mount time).
+      const v = await sys.verify(ctx, st)
+      info = v.note
+      check('served as configured', v.ok, v.ok ? undefined : v.detail)
+    }
 
     // Lookups: cold (first after mount, caches dropped), warm, negative, whited out.
     const L = (k) => listFor(mnt, fx.lists[k], `${base}/${k}.txt`)
@@ -194,8 +201,10 @@ async function measure(name) {
     try { await sys.unmount(ctx, st) } catch (e) { check('unmount', false, String(e)) }
     if (isMounted(mnt)) check('unmounted', false, `${mnt} is still mounted`)
     else fs.rmSync(base, { recursive: true, force: true })
+    // A failure: show what the daemon said (its log outlives the round's dir).
+    if (checks.some((c) => !c.ok) && st?.daemonLog) log(`${name}: daemon log${logTail(st.daemonLog, 4000) || ` ${st.daemonLog}: empty or gone`}`)
   }
-  return { rows, checks }
+  return { rows, checks, ...(info ? { info } : {}) }
 }
 
 const out = { round, systems: {} }

@@ -1,13 +1,14 @@
-// npm run bench: layerfs against kernel overlayfs, fuse-overlayfs and unionfs-fuse on one
-// generated fixture (docs/benchmarks.md). Builds the probe, makes the fixture (cached), runs the
-// rounds, each one under the shared FUSE lock, and writes bench/results/.
+// npm run bench: layerfs (both FUSE transports: native and fuse-native) against kernel
+// overlayfs, fuse-overlayfs and unionfs-fuse on one generated fixture (docs/benchmarks.md).
+// Builds the probe, makes the fixture (cached), runs the rounds, each one under the shared FUSE
+// lock, and writes bench/results/.
 import { execFileSync, spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ensureFixture } from './fixture.mjs'
-import { aggregate, markdown, svgChart } from './report.mjs'
+import { aggregate, isLayerfs, markdown, svgChart } from './report.mjs'
 import { SYSTEMS, isMounted, run } from './systems.mjs'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
@@ -68,7 +69,8 @@ function machineInfo(cache, reps) {
 }
 
 function render(result, resultsDir, publish) {
-  const labels = Object.fromEntries(result.systems.map((s) => [s, SYSTEMS[s].label]))
+  // Results carry their labels; older ones predate the native transport: 'layerfs' was fuse-native.
+  const labels = result.labels ?? Object.fromEntries(result.systems.map((s) => [s, s === 'layerfs' ? 'layerfs' : SYSTEMS[s]?.label ?? s]))
   const agg = aggregate(result.rounds, result.systems)
   const args = { ...result, agg, labels }
   const md = markdown(args)
@@ -113,7 +115,7 @@ async function main() {
     if (!SYSTEMS[s].available()) { log(`${s} is not installed: skipped (--install-peers installs the peers)`); return false }
     return true
   })
-  if (!systems.includes('layerfs')) { log('layerfs is not built: run npm run build'); process.exit(1) }
+  if (!systems.some(isLayerfs)) { log('no layerfs system to measure: run npm run build (the native transport also needs root and native/build)'); process.exit(1) }
 
   fs.mkdirSync(o.cache, { recursive: true })
   const probe = path.join(o.cache, 'probe')
@@ -147,7 +149,8 @@ async function main() {
     await sweep(runDir)
   }
   if (rounds.length === 0) { log('no round completed'); process.exit(1) }
-  render({ profile, reps: rounds.length, machine: { ...machine, reps: rounds.length }, systems, fixture, rounds }, resultsDir, o.publish)
+  const labels = Object.fromEntries(systems.map((s) => [s, SYSTEMS[s].label]))
+  render({ profile, reps: rounds.length, machine: { ...machine, reps: rounds.length }, systems, labels, fixture, rounds }, resultsDir, o.publish)
 }
 
 main().catch((e) => { process.stderr.write(`bench: ${e?.stack ?? e}\n`); process.exit(1) })

@@ -61,23 +61,48 @@ async function fuseUnmount(bin, mnt, pid) {
   if (pid) await waitFor(() => !alive(pid), 10_000, `daemon ${pid} to exit`).catch(() => process.kill(pid, 'SIGKILL'))
 }
 
+/** The layerfs CLI's registry dir (lib/daemon/registry.ts): <sha1(mountpoint)[:16]>.{json,log}. */
+const RUN_DIR = process.env.LAYERFS_RUN_DIR ?? (process.getuid?.() === 0 ? '/run/layerfs' : `${process.env.TMPDIR ?? '/tmp'}/layerfs-${process.getuid?.()}`)
+const registryFile = (mnt, ext) => `${RUN_DIR}/${createHash('sha1').update(mnt).digest('hex').slice(0, 16)}.${ext}`
+
+/** The native transport's addon, as the CLI under test would load it (dist/bin → native/build). */
+const ADDON = path.resolve(path.dirname(CLI), '../../native/build/Release/layerfs_fuse.node')
+
 /**
- * Each system: `available()`, `mount(ctx)` → { pid? }, `unmount(ctx, state)`.
- * ctx: { layers: fixture.layers, upper, work, mnt, log }.
+ * layerfs through the CLI (a background daemon), with the FUSE transport named explicitly so a
+ * result never depends on the default or on $LAYERFS_TRANSPORT: 'native' (layerfs's own /dev/fuse
+ * loop, root only) or 'fuse-native' (libfuse 2.9 through fuse-native).
  */
-export const SYSTEMS = {
-  layerfs: {
-    label: 'layerfs',
-    available: () => fs.existsSync(CLI) && fs.existsSync('/dev/fuse'),
+function layerfsSystem(transport, label) {
+  return {
+    label,
+    transport,
+    available: () => fs.existsSync(CLI) && fs.existsSync('/dev/fuse') &&
+      (transport !== 'native' || (process.getuid?.() === 0 && fs.existsSync(ADDON))),
     whiteoutForm: 'native (.wh. files)',
     async mount({ layers, upper, mnt }) {
       const lower = [layers.top, layers.middle, layers.base].join(':')
-      const r = await run(process.execPath, [CLI, 'mount', '-o', `lowerdir=${lower},upperdir=${upper}`, 'none', mnt])
-      if (r.code !== 0 || !isMounted(mnt)) throw new Error(`layerfs mount failed (${r.code}): ${r.stderr}`)
-      // The CLI's registry: /run/layerfs/<sha1(mountpoint)[:16]>.json holds the daemon's pid.
-      const rec = `/run/layerfs/${createHash('sha1').update(mnt).digest('hex').slice(0, 16)}.json`
-      await waitFor(() => fs.existsSync(rec), 5_000, 'the layerfs daemon record')
-      return { pid: JSON.parse(fs.readFileSync(rec, 'utf8')).pid }
+      const real = fs.realpathSync(mnt)
+      // The daemon records its pid once it serves (the same mount point in every round: a
+      // record left by a crashed round is stale, so only a live pid counts).
+      const rec = registryFile(real, 'json')
+      const daemonLog = registryFile(real, 'log')
+      const r = await run(process.execPath, [CLI, 'mount', '--transport', transport, '-o', `lowerdir=${lower},upperdir=${upper}`, 'none', mnt])
+      if (r.code !== 0 || !isMounted(mnt)) throw new Error(`layerfs (${transport}) mount failed (${r.code}): ${r.stderr}${logTail(daemonLog)}`)
+      let pid
+      await waitFor(() => {
+        try { pid = JSON.parse(fs.readFileSync(rec, 'utf8')).pid } catch { pid = undefined }
+        return pid !== undefined && alive(pid)
+      }, 5_000, `the layerfs daemon record ${rec}`)
+      return { pid, daemonLog }
+    },
+    /** The daemon's own account of its transport (`layerfs status --json`, the control channel). */
+    async verify({ mnt }) {
+      const r = await run(process.execPath, [CLI, 'status', '--json', mnt], { timeoutMs: 30_000 })
+      let s
+      try { s = JSON.parse(r.stdout) } catch { return { ok: false, detail: `layerfs status failed (${r.code}): ${r.stderr.slice(0, 200)}` } }
+      const served = `${s.transport}${s.protocol ? `, FUSE 7.${s.protocol.minor}${s.protocol.passthrough ? ', passthrough' : ''}` : ''}`
+      return { ok: s.transport === transport, detail: `asked for ${transport}, served by ${served}`, note: served }
     },
     async unmount({ mnt }, st) {
       if (isMounted(mnt)) {
@@ -86,7 +111,27 @@ export const SYSTEMS = {
       }
       if (st?.pid) await waitFor(() => !alive(st.pid), 10_000, 'layerfs daemon exit').catch(() => process.kill(st.pid, 'SIGKILL'))
     },
-  },
+  }
+}
+
+/** The last lines of a daemon log, for an error message ('' when there is none). */
+export function logTail(file, chars = 2000) {
+  try {
+    const t = fs.readFileSync(file, 'utf8').slice(-chars).trim()
+    return t ? `\n--- ${file} (tail) ---\n${t}` : ''
+  } catch {
+    return ''
+  }
+}
+
+/**
+ * Each system: `available()`, `mount(ctx)` → { pid?, daemonLog? }, `unmount(ctx, state)`, and
+ * optionally `verify(ctx, state)` → { ok, detail, note } (checked after the mount is timed).
+ * ctx: { layers: fixture.layers, upper, work, mnt, log }.
+ */
+export const SYSTEMS = {
+  layerfs: layerfsSystem('native', 'layerfs (native)'),
+  'layerfs-fuse-native': layerfsSystem('fuse-native', 'layerfs (fuse-native)'),
   overlayfs: {
     label: 'kernel overlayfs',
     available: () => fs.readFileSync('/proc/filesystems', 'utf8').includes('overlay') && process.getuid() === 0,

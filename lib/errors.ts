@@ -27,7 +27,12 @@ export class FsError extends Error {
 
   constructor(code: Errno | string, syscall: string, path?: string, options?: { cause?: unknown }) {
     const what = DESCRIPTIONS[code as Errno] ?? code.toLowerCase()
+    // An expected, errno-shaped outcome (ENOENT, ENODATA…), answered thousands of times a
+    // second: no stack trace (capturing one cost more than the lookup it reports).
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
     super(`${code}: ${what}, ${syscall}${path === undefined ? '' : ` '${path}'`}`, options)
+    Error.stackTraceLimit = limit
     this.name = 'FsError'
     this.code = code
     this.syscall = syscall

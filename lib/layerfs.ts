@@ -435,11 +435,21 @@ export class LayerFs {
 
   /** The value of xattr `name`; ENODATA when absent. */
   getxattr(p: UnionPath, name: string): Buffer {
+    const v = this.tryGetxattr(p, name)
+    if (v === undefined) throw new FsError('ENODATA', 'getxattr', p)
+    return v
+  }
+
+  /**
+   * getxattr without the ENODATA error: undefined when `p` has no such attribute (the kernel
+   * asks for security.capability before every write).
+   */
+  tryGetxattr(p: UnionPath, name: string): Buffer | undefined {
     const res = this.resolver.require(p, 'getxattr')
     if (name === ORIGIN_XATTR) return Buffer.from(originOf(res))
-    if (isPrivateXattr(name)) throw new FsError('ENODATA', 'getxattr', p)
+    if (isPrivateXattr(name)) return undefined
     const v = this.#guard('getxattr', p, () => getXattr(res.hits[0]!.host, name))
-    if (v === undefined) throw new FsError('ENODATA', 'getxattr', p)
+    if (v === undefined) return undefined
     return v
   }
 

@@ -21,6 +21,17 @@ export function normalizeUnionPath(p: string, syscall = 'lookup'): UnionPath {
 }
 
 /**
+ * Checks one name as the kernel hands it over (native transport): EINVAL for '', '.', '..',
+ * '/' or NUL, ENAMETOOLONG over NAME_MAX bytes. Returns the name.
+ */
+export function checkName(name: string, syscall = 'lookup'): string {
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) throw new FsError('EINVAL', syscall, name)
+  // A UTF-16 unit is at most 3 UTF-8 bytes: only long names need counting.
+  if (name.length * 3 > NAME_MAX && Buffer.byteLength(name) > NAME_MAX) throw new FsError('ENAMETOOLONG', syscall, name)
+  return name
+}
+
+/**
  * Whether a name arrived with bytes that are not UTF-8: fuse-native hands paths over as UTF-8
  * strings, decoding such bytes to U+FFFD, so the real name is lost and two names would collide.
  */

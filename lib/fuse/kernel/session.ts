@@ -8,7 +8,7 @@ import { errnoName } from '../../errors.js'
 import { fs } from '../../fs.js'
 import type { LayerFs, Owner } from '../../layerfs.js'
 import { createLogger } from '../../log.js'
-import { normalizeUnionPath } from '../../paths.js'
+import { checkName } from '../../paths.js'
 import type { Activity } from '../activity.js'
 import { failure } from '../adapter.js'
 import type { NativeFuse } from './addon.js'
@@ -30,6 +30,7 @@ const ENOENT = -ERRNO.ENOENT
 const ENOSYS = -ERRNO.ENOSYS
 const EINVAL = -ERRNO.EINVAL
 const ERANGE = -ERRNO.ERANGE
+const ENODATA = -ERRNO.ENODATA
 
 export interface SessionOptions {
   /** Seconds the kernel may keep names, attributes and negative lookups. */
@@ -127,9 +128,11 @@ export class KernelSession {
     const b = this.request
     this.#trace?.request(b.subarray(0, n))
     const opcode = b.readUInt32LE(4)
-    const unique = b.readBigUInt64LE(8)
+    // The request's unique id as two u32 halves (no BigInt on the hot path).
+    const lo = b.readUInt32LE(8)
+    const hi = b.readUInt32LE(12)
     const nodeid = u64(b, 16)
-    const reply: Reply = (error, body, len) => this.#reply(unique, error, body, len)
+    const reply: Reply = (error, body, len) => this.#reply(lo, hi, error, body, len)
     try {
       this.#handle(opcode, nodeid, b, n, reply)
     } catch (e) {
@@ -138,18 +141,17 @@ export class KernelSession {
     }
   }
 
-  #reply(unique: bigint, error: number, body?: Buffer, len = body ? body.length : 0): void {
-    const out = body ?? this.#out
+  #reply(lo: number, hi: number, error: number, body?: Buffer, len = body ? body.length : 0): void {
     const total = OUT_HEADER_SIZE + (error === 0 ? len : 0)
     if (body) {
       // Bodies built elsewhere: header written separately.
       const h = Buffer.allocUnsafe(OUT_HEADER_SIZE)
-      writeOutHeader(h, total, error, unique)
+      writeHeader(h, total, error, lo, hi)
       this.#write(error === 0 ? [h, body.subarray(0, len)] : [h])
       return
     }
-    writeOutHeader(out, total, error, unique)
-    this.#write(out, total)
+    writeHeader(this.#out, total, error, lo, hi)
+    this.#write(this.#out, total)
   }
 
   #write(data: Buffer | Buffer[], len?: number): void {
@@ -176,12 +178,13 @@ export class KernelSession {
     return node
   }
 
+  /** A node's path: made of names checked when the kernel first sent them. */
   #path(node: Node): string {
-    return normalizeUnionPath(this.nodes.path(node))
+    return this.nodes.path(node)
   }
 
   #child(parent: Node, name: string): string {
-    return normalizeUnionPath(this.nodes.childPath(parent, name))
+    return this.nodes.childPath(parent, checkName(name))
   }
 
   /** Runs a changing operation through the activity gate (held during a stack change). */
@@ -417,7 +420,9 @@ export class KernelSession {
         this.activity.count('getxattr')
         const size = b.readUInt32LE(A)
         const [name] = readName(b, A + 8, n)
-        return this.#sizedReply(reply, size, core.getxattr(this.#path(this.#node(nodeid)), name))
+        const value = core.tryGetxattr(this.#path(this.#node(nodeid)), name)
+        if (!value) return reply(ENODATA)
+        return this.#sizedReply(reply, size, value)
       }
       case Op.LISTXATTR: {
         this.activity.count('listxattr')
@@ -599,6 +604,13 @@ export class KernelSession {
 /** The caller of request `b` (struct fuse_in_header uid, gid), who owns what it creates. */
 function owner(b: Buffer): Owner {
   return { uid: b.readUInt32LE(24), gid: b.readUInt32LE(28) }
+}
+
+function writeHeader(b: Buffer, len: number, error: number, lo: number, hi: number): void {
+  b.writeUInt32LE(len, 0)
+  b.writeInt32LE(error, 4)
+  b.writeUInt32LE(lo, 8)
+  b.writeUInt32LE(hi, 12)
 }
 
 /** An open handle of `node`, if any (an unlinked file is reached through it). */
