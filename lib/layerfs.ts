@@ -28,7 +28,9 @@ const TREE_COPY_CONCURRENCY = 16
  * user's program a setuid-root one. The owner (root) may still chmod them on afterwards.
  */
 const SETID_BITS = 0o6000
+const S_ISUID = 0o4000
 const S_ISGID = 0o2000
+const CAPABILITY_XATTR = 'security.capability'
 
 /** Who creates an entry (the native transport knows the caller; fuse-native does not). */
 export interface Owner {
@@ -66,6 +68,8 @@ interface OpenFile {
   sealed: boolean
   /** A re-open in flight (concurrent writes through the fd wait for the same one). */
   reopening?: Promise<void>
+  /** security.capability was checked (and dropped) since the handle first wrote. */
+  capsDropped?: boolean
 }
 
 /** The read-only xattr naming the branch that supplies a path (docs/control.md). */
@@ -281,7 +285,8 @@ export class LayerFs {
       this.#applyMode(host, mode)
       this.#own(host, owner, mode)
     })
-    this.#files.set(fd, { fh: fd, fd, path: p, writable: true, flags: O_RDWR | O_NOFOLLOW, branch: this.#upper!, sealed: false })
+    // A new file has no capability to drop.
+    this.#files.set(fd, { fh: fd, fd, path: p, writable: true, flags: O_RDWR | O_NOFOLLOW, branch: this.#upper!, sealed: false, capsDropped: true })
     return fd
   }
 
@@ -357,6 +362,43 @@ export class LayerFs {
     f.branch = branch
     f.sealed = false
     if (old !== f.fh) fs.closeSync(old)
+  }
+
+  /**
+   * Privileges a write or truncation removes, when the kernel leaves that to us (the native
+   * transport's FUSE_HANDLE_KILLPRIV_V2), after the write went through handle `fh`: setuid,
+   * and setgid with group execute, when `suidgid` (the kernel sets it for writers without
+   * CAP_FSETID); security.capability always (checked once per handle). True when the mode
+   * changed (the kernel's cached attributes are then stale).
+   */
+  dropPrivileges(fh: number, suidgid: boolean): boolean {
+    const f = this.#handle(fh, 'write')
+    if (!suidgid && f.capsDropped) return false
+    return this.#guard('write', f.path, () => {
+      const st = fs.fstatSync(f.fd)
+      const drop = suidgid ? S_ISUID | (st.mode & 0o010 ? S_ISGID : 0) : 0
+      if (st.mode & drop) fs.fchmodSync(f.fd, st.mode & 0o7777 & ~drop)
+      if (!f.capsDropped) {
+        f.capsDropped = true
+        // xattrs by name: only while the name still leads to this very file.
+        const host = f.branch.host(f.path)
+        const named = lstatOrUndefined(host)
+        if (named?.ino === st.ino && named.dev === st.dev && getXattr(host, CAPABILITY_XATTR) !== undefined) removeXattr(host, CAPABILITY_XATTR)
+      }
+      return (st.mode & drop) !== 0
+    })
+  }
+
+  /** dropPrivileges for a truncation by name (after `truncate`, which copied `p` up). */
+  dropPrivilegesAt(p: UnionPath, suidgid: boolean): void {
+    const host = this.resolver.require(p, 'truncate').hits[0]!.host
+    this.#guard('truncate', p, () => {
+      const st = fs.lstatSync(host)
+      if (!st.isFile()) return
+      const drop = suidgid ? S_ISUID | (st.mode & 0o010 ? S_ISGID : 0) : 0
+      if (st.mode & drop) fs.chmodSync(host, st.mode & 0o7777 & ~drop)
+      if (getXattr(host, CAPABILITY_XATTR) !== undefined) removeXattr(host, CAPABILITY_XATTR)
+    })
   }
 
   fsync(fh: number, datasync: boolean): void {

@@ -1,6 +1,7 @@
 // Issue 9, the FUSE transports, through real mounts: what layerfs's own (native) transport adds
 // over fuse-native — one kernel inode per file, renameat2 flags, no .fuse_hidden files,
 // passthrough on read-only unions — and that both can be chosen explicitly.
+import * as fs from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { cli, fuseUnavailable, transportUnderTest } from '../helpers/mount.js'
 import { useMount } from '../helpers/union.js'
@@ -69,6 +70,29 @@ print(sorted(os.listdir('mnt')))
 "`)
     expect(out).toBe("[] 0 lower\nLOWER 5\n[]\n")
     expect(await m.ok('ls -A A')).toBe('.wh..wh.layerfs.work\n.wh.f\n')
+  })
+
+  it.skipIf(!NATIVE)('privileges dropped by the daemon (HANDLE_KILLPRIV_V2): capabilities on write and truncate, setgid on a write by another user, seen at once', async () => {
+    const CAP = "b64decode('AQAAAgAgAAAAAAAAAAAAAAAAAAA=')" // cap_net_raw+ep, as setcap writes it
+    const m = await mountIt({ A: {}, B: { w: 'w', t: 'tt', sg: 'x\n', keep: 'k' } }, {
+      prepare: (fx) => {
+        fs.chmodSync(fx.root, 0o755)
+        fs.chmodSync(`${fx.dir('B')}/sg`, 0o2777)
+      },
+    })
+    const setcaps = `python3 -c "import os; from base64 import b64decode; [os.setxattr(f, 'security.capability', ${CAP}) for f in ('B/w', 'B/t', 'B/keep')]"`
+    m.forgetRo() // capabilities are set on B below, before anything is copied up
+    await m.ok(setcaps)
+    const caps = (f: string): Promise<string> => m.errno(`os.getxattr('${f}', 'security.capability')`)
+    expect(await caps('mnt/w')).toBe('OK')
+    await m.ok('echo more >> mnt/w; truncate -s 1 mnt/t')
+    expect([await caps('mnt/w'), await caps('mnt/t'), await caps('A/w'), await caps('A/t'), await caps('B/w')]).toEqual(['ENODATA', 'ENODATA', 'ENODATA', 'ENODATA', 'OK'])
+    await m.ok('cat mnt/keep >/dev/null')
+    expect(await caps('mnt/keep')).toBe('OK') // reading drops nothing
+    // nobody (not in group root) appends to a setgid, group-executable file: setgid goes, and
+    // the kernel's cached mode is refreshed before the write returns.
+    await m.ok(`setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'echo y >> mnt/sg'; stat -c %a mnt/sg`).then((out) => expect(out).toBe('777\n'))
+    expect(fs.statSync(`${m.dir('A')}/sg`).mode & 0o7777).toBe(0o777)
   })
 
   it.skipIf(!NATIVE)('passthrough on a read-only union: reads and mmap bypass the daemon, two openers share it; refused with a rw branch', async () => {

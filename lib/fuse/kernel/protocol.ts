@@ -33,7 +33,7 @@ export const Init = {
   BIG_WRITES: 1n << 5n, DONT_MASK: 1n << 6n, AUTO_INVAL_DATA: 1n << 12n, DO_READDIRPLUS: 1n << 13n,
   READDIRPLUS_AUTO: 1n << 14n, ASYNC_DIO: 1n << 15n, WRITEBACK_CACHE: 1n << 16n, PARALLEL_DIROPS: 1n << 18n,
   HANDLE_KILLPRIV: 1n << 19n, POSIX_ACL: 1n << 20n, MAX_PAGES: 1n << 22n, CACHE_SYMLINKS: 1n << 23n,
-  EXPLICIT_INVAL_DATA: 1n << 25n, INIT_EXT: 1n << 30n, HAS_EXPIRE_ONLY: 1n << 35n,
+  EXPLICIT_INVAL_DATA: 1n << 25n, HANDLE_KILLPRIV_V2: 1n << 28n, INIT_EXT: 1n << 30n, HAS_EXPIRE_ONLY: 1n << 35n,
   DIRECT_IO_ALLOW_MMAP: 1n << 36n, PASSTHROUGH: 1n << 37n, NO_EXPORT_SUPPORT: 1n << 38n,
 } as const
 
@@ -51,6 +51,10 @@ export const FATTR_MTIME = 32
 export const FATTR_FH = 64
 export const FATTR_ATIME_NOW = 128
 export const FATTR_MTIME_NOW = 256
+
+export const FATTR_KILL_SUIDGID = 1 << 11
+export const FUSE_WRITE_KILL_SUIDGID = 1 << 2
+export const FUSE_OPEN_KILL_SUIDGID = 1
 
 export const FUSE_GETATTR_FH = 1
 export const FUSE_FSYNC_FDATASYNC = 1

@@ -17,7 +17,7 @@ import { Passthrough } from './passthrough.js'
 import { Trace } from './trace.js'
 import {
   ATTR_OUT_SIZE, direntSize, direntType, ENTRY_OUT_SIZE, FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH,
-  FATTR_GID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, FOPEN_KEEP_CACHE, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, FUSE_MIN_MINOR,
+  FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, FOPEN_KEEP_CACHE, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID, FUSE_MIN_MINOR,
   FUSE_OUR_MINOR, IN_HEADER_SIZE, Init, INIT_OUT_SIZE, nameBytes, notifyInvalInode, Op,
   OPEN_OUT_SIZE, OUT_HEADER_SIZE, readInitIn, readName, RENAME_EXCHANGE, RENAME_NOREPLACE,
   STATFS_OUT_SIZE, u64, writeAttrOut, writeDirent, writeEntry, writeInitOut, writeOpenOut,
@@ -31,6 +31,7 @@ const ENOSYS = -ERRNO.ENOSYS
 const EINVAL = -ERRNO.EINVAL
 const ERANGE = -ERRNO.ERANGE
 const ENODATA = -ERRNO.ENODATA
+const O_TRUNC = fs.constants.O_TRUNC
 
 export interface SessionOptions {
   /** Seconds the kernel may keep names, attributes and negative lookups. */
@@ -336,8 +337,13 @@ export class KernelSession {
       case Op.OPEN: {
         const node = this.#node(nodeid)
         const flags = b.readUInt32LE(A)
+        const kill = (b.readUInt32LE(A + 4) & FUSE_OPEN_KILL_SUIDGID) !== 0
         const p = this.#path(node)
-        return this.#gated('open', p, reply, () => core.open(p, flags), (fh: number) => this.#openReply(reply, node, fh, flags))
+        return this.#gated('open', p, reply, () => core.open(p, flags), (fh: number) => {
+          // A truncating open drops privileges as a truncation does (HANDLE_KILLPRIV_V2).
+          if (flags & O_TRUNC) core.dropPrivileges(fh, kill)
+          this.#openReply(reply, node, fh, flags)
+        })
       }
       case Op.CREATE: {
         const parent = this.#node(nodeid)
@@ -368,12 +374,17 @@ export class KernelSession {
         const fh = u64(b, A)
         const offset = u64(b, A + 8)
         const size = b.readUInt32LE(A + 16)
+        const kill = (b.readUInt32LE(A + 20) & FUSE_WRITE_KILL_SUIDGID) !== 0
         const data = b.subarray(A + 40, A + 40 + size)
         this.activity.count('write')
         let ran = false
         this.activity.gate(() => {
           ran = true
           return this.#settle('write', String(fh), reply, () => core.write(fh, data, size, offset), (written: number) => {
+            // HANDLE_KILLPRIV_V2: after the write (a sealed handle has moved to the new upper by
+            // now). The kernel does not refresh the mode after such a write: tell it, before
+            // the reply (attributes only: takes no lock a pending request could hold).
+            if (core.dropPrivileges(fh, kill)) this.#write(notifyInvalInode(nodeid, -1, 0))
             this.#body.writeUInt32LE(written, 0)
             this.#body.writeUInt32LE(0, 4)
             reply(0, undefined, 8)
@@ -476,7 +487,10 @@ export class KernelSession {
       return
     }
     const minor = Math.min(init.minor, FUSE_OUR_MINOR)
-    let want = Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.BIG_WRITES | Init.DO_READDIRPLUS |
+    // HANDLE_KILLPRIV_V2: we drop setuid/setgid/capabilities on write and truncation ourselves
+    // (LayerFs.dropPrivileges), so the kernel need not ask for security.capability before
+    // every write, nor for fresh attributes before every chown.
+    let want = Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.BIG_WRITES | Init.DO_READDIRPLUS | Init.HANDLE_KILLPRIV_V2 |
       Init.READDIRPLUS_AUTO | Init.PARALLEL_DIROPS | Init.MAX_PAGES | Init.CACHE_SYMLINKS |
       Init.ASYNC_DIO | Init.INIT_EXT | Init.NO_EXPORT_SUPPORT
     if (!this.opts.keepCache) want |= Init.AUTO_INVAL_DATA
@@ -539,7 +553,16 @@ export class KernelSession {
     this.#gated(op, p, reply, async () => {
       if (valid & FATTR_MODE) await core.chmod(p, mode)
       if (valid & (FATTR_UID | FATTR_GID)) await core.chown(p, valid & FATTR_UID ? uid : -1, valid & FATTR_GID ? gid : -1)
-      if (valid & FATTR_SIZE) await (fh !== undefined ? core.ftruncate(fh, size) : core.truncate(p, size))
+      if (valid & FATTR_SIZE) {
+        const kill = (valid & FATTR_KILL_SUIDGID) !== 0
+        if (fh !== undefined) {
+          await core.ftruncate(fh, size)
+          core.dropPrivileges(fh, kill)
+        } else {
+          await core.truncate(p, size)
+          core.dropPrivilegesAt(p, kill)
+        }
+      }
       if (valid & (FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW)) {
         const now = Date.now()
         const a = valid & FATTR_ATIME_NOW ? now : valid & FATTR_ATIME ? atimeMs : undefined
