@@ -119,15 +119,18 @@ function checkHostPath(p: string, m: ServedMount, what: string): void {
 }
 
 async function changeStack(m: ServedMount, hooks: ServiceHooks, change: () => { specs: BranchSpec[]; moved?: { from: string; to: string } }): Promise<StackChangeResult & { sealed?: string }> {
-  return m.activity.exclusive(async () => {
+  const result = await m.activity.exclusive(() => {
     const { specs, moved } = change()
     m.core.restack(specs, moved)
     hooks.onStackChange?.(specs)
-    // The native transport tells the kernel to drop its names, attributes and pages at once;
-    // with fuse-native they expire after their timeout (reported to the caller).
-    const invalidated = await m.invalidateKernelCache()
-    return { branches: branches(m), kernelCacheSeconds: invalidated > 0 ? 0 : kernelCacheSeconds(m), sealed: moved?.to }
+    return { branches: branches(m), kernelCacheSeconds: kernelCacheSeconds(m), sealed: moved?.to }
   })
+  // The native transport tells the kernel to drop its names, attributes and pages, once the
+  // gate is open again: invalidating the pages of a file being written waits for that write,
+  // whose request may be queued behind the gate. With fuse-native, they expire after their
+  // timeout (reported to the caller).
+  const invalidated = await m.invalidateKernelCache()
+  return invalidated > 0 ? { ...result, kernelCacheSeconds: 0 } : result
 }
 
 /** Checks a whole new stack (options.ts rules), without touching the mount point itself. */
