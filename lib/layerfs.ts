@@ -315,6 +315,20 @@ export class LayerFs {
     return this.#guard('write', f.path, () => fs.writeSync(f.fd, buf, 0, len, pos))
   }
 
+  /**
+   * The host descriptors for a copy between two open handles (FUSE copy_file_range): the
+   * source follows a copy made after a checkpoint, the destination is moved into the new upper
+   * first if it was sealed, exactly as for `read` and `write`. EBADF when `fhOut` is read-only.
+   */
+  copyTargets(fhIn: number, fhOut: number): [number, number] | Promise<[number, number]> {
+    const src = this.#handle(fhIn, 'copy_file_range')
+    const dst = this.#handle(fhOut, 'copy_file_range')
+    if (!dst.writable) throw new FsError('EBADF', 'copy_file_range', dst.path)
+    if (src.sealed) this.#followCopy(src)
+    if (dst.sealed) return this.#reopenInUpper(dst).then(() => this.copyTargets(fhIn, fhOut))
+    return [src.fd, dst.fd]
+  }
+
   ftruncate(fh: number, size: number): void | Promise<void> {
     const f = this.#handle(fh, 'ftruncate')
     if (!f.writable) throw new FsError('EINVAL', 'ftruncate', f.path)

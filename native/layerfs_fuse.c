@@ -5,6 +5,7 @@
 // (lib/fuse/kernel/); replies are written from JS with fs.writeSync on the same descriptor.
 // Also: the passthrough ioctls (FUSE_DEV_IOC_BACKING_OPEN/CLOSE) and a write from a worker
 // thread for kernel notifications (an invalidation may wait on a request this thread serves).
+#define _GNU_SOURCE
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <uv.h>
@@ -271,6 +272,35 @@ static napi_value backing_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// ---- copy_file_range between two branch files ---------------------------------------------
+
+// copyFileRange(fdIn, offIn, fdOut, offOut, len) -> bytes copied (in the kernel: reflink where
+// the file system can, else a kernel-side copy). Node has no binding for it.
+static napi_value copy_file_range_js(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!get_args(env, info, 5, argv)) return NULL;
+  int32_t fd_in, fd_out;
+  double off_in_d, off_out_d, len_d;
+  CHECK(napi_get_value_int32(env, argv[0], &fd_in));
+  CHECK(napi_get_value_double(env, argv[1], &off_in_d));
+  CHECK(napi_get_value_int32(env, argv[2], &fd_out));
+  CHECK(napi_get_value_double(env, argv[3], &off_out_d));
+  CHECK(napi_get_value_double(env, argv[4], &len_d));
+  loff_t off_in = (loff_t)off_in_d, off_out = (loff_t)off_out_d;
+  size_t total = 0, len = (size_t)len_d;
+  while (total < len) {
+    ssize_t n = copy_file_range(fd_in, &off_in, fd_out, &off_out, len - total, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (total > 0) break;  // a short copy; the caller asks again for the rest
+      return throw_errno(env, "copy_file_range", errno);
+    }
+    if (n == 0) break;  // end of the source
+    total += (size_t)n;
+  }
+  return number(env, (double)total);
+}
+
 // ---- writes from a worker thread (kernel notifications) ------------------------------------
 
 typedef struct {
@@ -345,6 +375,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "backingOpen", NULL, backing_open, NULL, NULL, NULL, napi_default, NULL },
     { "backingClose", NULL, backing_close, NULL, NULL, NULL, napi_default, NULL },
     { "writeOffThread", NULL, write_off_thread, NULL, NULL, NULL, napi_default, NULL },
+    { "copyFileRange", NULL, copy_file_range_js, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -1,6 +1,7 @@
 // Issue 9, the FUSE transports, through real mounts: what layerfs's own (native) transport adds
 // over fuse-native — one kernel inode per file, renameat2 flags, no .fuse_hidden files,
 // passthrough on read-only unions — and that both can be chosen explicitly.
+import { randomBytes } from 'node:crypto'
 import * as fs from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { cli, fuseUnavailable, transportUnderTest } from '../helpers/mount.js'
@@ -93,6 +94,18 @@ print(sorted(os.listdir('mnt')))
     // the kernel's cached mode is refreshed before the write returns.
     await m.ok(`setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'echo y >> mnt/sg'; stat -c %a mnt/sg`).then((out) => expect(out).toBe('777\n'))
     expect(fs.statSync(`${m.dir('A')}/sg`).mode & 0o7777).toBe(0o777)
+  })
+
+  it.skipIf(!NATIVE)('copy_file_range inside the union: cp of a lower file is one request per 4 MiB, data exact, the lower file untouched', async () => {
+    // 9 MiB + 1 byte: three requests, the last one short.
+    const m = await mountIt({ A: {}, B: { d: {} } }, { prepare: (fx) => fs.writeFileSync(`${fx.dir('B')}/big`, randomBytes(9437185)) })
+    const before = JSON.parse((await cli(['status', 'mnt', '--json'], { cwd: m.root })).stdout).operations
+    await m.ok('cp mnt/big mnt/d/copy && cmp mnt/big mnt/d/copy && cmp B/big A/d/copy')
+    const ops = JSON.parse((await cli(['status', 'mnt', '--json'], { cwd: m.root })).stdout).operations
+    expect(ops.copy_file_range - (before.copy_file_range ?? 0)).toBeGreaterThanOrEqual(3)
+    expect((ops.write ?? 0) - (before.write ?? 0)).toBe(0) // no data through WRITE requests
+    expect(await m.ok('python3 -c "import os; a = os.open(\'mnt/big\', os.O_RDONLY); b = os.open(\'mnt/d/part\', os.O_WRONLY | os.O_CREAT, 0o644); print(os.copy_file_range(a, b, 10, 5, 0))"')).toBe('10\n')
+    expect(await m.ok('cmp -n 10 -i 5:0 mnt/big mnt/d/part && echo same')).toBe('same\n')
   })
 
   it.skipIf(!NATIVE)('passthrough on a read-only union: reads and mmap bypass the daemon, two openers share it; refused with a rw branch', async () => {

@@ -18,6 +18,8 @@ export interface NativeFuse {
   backingClose(devFd: number, id: number): void
   /** Writes each message of `buffer` (concatenated, each with its length first) from a worker thread: 0 or -errno. */
   writeOffThread(fd: number, buffer: Buffer): Promise<number>
+  /** copy_file_range(2) between two descriptors; bytes copied (short at the end of the source). */
+  copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number): number
 }
 
 // lib/fuse/kernel/ in the sources (tests), dist/lib/fuse/kernel/ once built.
