@@ -184,9 +184,24 @@ export class KernelSession {
     return node
   }
 
-  /** A node's path: made of names checked when the kernel first sent them. */
+  /**
+   * A node's path: made of names checked when the kernel first sent them. ENOENT for a node
+   * whose last name was removed: its old name may belong to another file by now.
+   */
   #path(node: Node): string {
+    if (node.links.length === 0 && node !== this.nodes.root) throw Object.assign(new Error('removed'), { code: 'ENOENT' })
     return this.nodes.path(node)
+  }
+
+  /** Attributes of `node`, through open handle `fh` when given (the only way to a removed file). */
+  #attrOf(node: Node, fh: number | undefined): Attr {
+    if (node.links.length > 0 || node === this.nodes.root) {
+      const p = this.nodes.path(node)
+      return fh !== undefined ? this.core.fgetattr(p, fh) : this.core.getattr(p)
+    }
+    if (fh === undefined) throw Object.assign(new Error('removed'), { code: 'ENOENT' })
+    // From the descriptor; its number is the node's (the old name may now be another file's).
+    return { ...this.core.fgetattr(node.lastPath, fh), ino: node.ino }
   }
 
   #child(parent: Node, name: string): string {
@@ -267,8 +282,7 @@ export class KernelSession {
         this.activity.count('getattr')
         const node = this.#node(nodeid)
         const fh = b.readUInt32LE(A) & FUSE_GETATTR_FH ? u64(b, A + 8) : openHandle(node)
-        const p = this.#path(node)
-        return this.#attrReply(reply, fh !== undefined ? core.fgetattr(p, fh) : core.getattr(p))
+        return this.#attrReply(reply, this.#attrOf(node, fh))
       }
       case Op.SETATTR: return this.#setattr(this.#node(nodeid), b, reply)
       case Op.READLINK: {
@@ -568,8 +582,12 @@ export class KernelSession {
     const uid = b.readUInt32LE(A + 76)
     const gid = b.readUInt32LE(A + 80)
     const core = this.core
-    const p = this.#path(node)
     const handle = fh ?? openHandle(node)
+    // A removed file that is still open can only be truncated, through its handle (the host
+    // ftruncate sets its times); its mode and owner cannot change any more (ENOENT).
+    const removed = node.links.length === 0 && node !== this.nodes.root
+    if (removed && (fh === undefined || valid & (FATTR_MODE | FATTR_UID | FATTR_GID))) return reply(-ERRNO.ENOENT)
+    const p = removed ? node.lastPath : this.#path(node)
     const op = valid & FATTR_SIZE ? (fh !== undefined ? 'ftruncate' : 'truncate') : valid & FATTR_MODE ? 'chmod' : valid & (FATTR_UID | FATTR_GID) ? 'chown' : 'utimens'
     this.#gated(op, p, reply, async () => {
       if (valid & FATTR_MODE) await core.chmod(p, mode)
@@ -584,13 +602,13 @@ export class KernelSession {
           core.dropPrivilegesAt(p, kill)
         }
       }
-      if (valid & (FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW)) {
+      if (!removed && valid & (FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW)) {
         const now = Date.now()
         const a = valid & FATTR_ATIME_NOW ? now : valid & FATTR_ATIME ? atimeMs : undefined
         const m = valid & FATTR_MTIME_NOW ? now : valid & FATTR_MTIME ? mtimeMs : undefined
         await core.utimens(p, a, m)
       }
-    }, () => this.#attrReply(reply, handle !== undefined ? core.fgetattr(p, handle) : core.getattr(p)))
+    }, () => this.#attrReply(reply, this.#attrOf(node, handle)))
   }
 
   #readdir(b: Buffer, reply: Reply, plus: boolean): void {
