@@ -31,6 +31,8 @@ const ENOSYS = -ERRNO.ENOSYS
 const EINVAL = -ERRNO.EINVAL
 const ERANGE = -ERRNO.ERANGE
 const ENODATA = -ERRNO.ENODATA
+/** d_ino of an entry listed without its attributes (libfuse's value). */
+const FUSE_UNKNOWN_INO = 0xffffffff
 /**
  * The most one COPY_FILE_RANGE request copies (the caller asks again for the rest): a kernel
  * copy of 4 MiB holds the JS thread for about a millisecond.
@@ -638,6 +640,11 @@ export class KernelSession {
       if (name === '.' || name === '..') {
         ino = name === '.' ? d.node.ino : (d.node.links[0]?.parent.ino ?? d.node.ino)
         type = 4
+      } else if (!plus) {
+        // Plain READDIR (the kernel asks for it when nobody stats the entries, READDIRPLUS_AUTO):
+        // names only, as libfuse 2 with use_ino answers — no lstat per entry.
+        ino = FUSE_UNKNOWN_INO
+        type = 0 // DT_UNKNOWN
       } else {
         try {
           a = this.core.tryGetattr(dirPath === '/' ? '/' + name : dirPath + '/' + name)
