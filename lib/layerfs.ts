@@ -174,7 +174,9 @@ export class LayerFs {
       // Changed underneath (or a racing rename): look once more from scratch.
       this.resolver.cache.invalidate(p)
       const again = this.resolver.require(p, 'stat')
-      return this.#attrOf(again, lstatOrUndefined(again.hits[0]!.host) ?? again.hits[0]!.stats)
+      const st2 = lstatOrUndefined(again.hits[0]!.host)
+      if (!st2) throw new FsError('ENOENT', 'stat', p) // removed underneath while we looked
+      return this.#attrOf(again, st2)
     }
     return this.#attrOf(res, st)
   }
@@ -183,7 +185,7 @@ export class LayerFs {
   tryGetattr(p: UnionPath): Attr | undefined {
     const res = this.resolver.resolve(p)
     if (!res) return undefined
-    const st = this.resolver.takeFresh(res) ? res.hits[0]!.stats : lstatOrUndefined(res.hits[0]!.host)
+    const st = this.resolver.takeFresh(res) ?? lstatOrUndefined(res.hits[0]!.host)
     return st ? this.#attrOf(res, st) : this.getattr(p)
   }
 

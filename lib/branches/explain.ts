@@ -44,7 +44,7 @@ export interface Explanation {
   readonly entries: readonly BranchEntry[]
 }
 
-export function entryType(st: Stats): EntryType {
+export function entryType(st: Pick<Stats, 'isDirectory' | 'isFile' | 'isSymbolicLink'>): EntryType {
   return st.isDirectory() ? 'dir' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other'
 }
 

@@ -1,7 +1,7 @@
 // Copy-up: parents first, the copy built in the work area, attributes set, then renamed into place.
 import type { Branch } from '../branches/branch.js'
 import { hostKey, type InodeTable } from '../branches/inodes.js'
-import { isDirResolution, type Resolution, type Resolver } from '../branches/resolve.js'
+import { isDirResolution, type HitStats, type Resolution, type Resolver } from '../branches/resolve.js'
 import { FsError, rethrow } from '../errors.js'
 import { copyFileData, fs, lstatOrUndefined, mknod, mutate, type Stats } from '../fs.js'
 import { createLogger } from '../log.js'
@@ -82,7 +82,7 @@ function copyUpOne(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): Pr
   })
 }
 
-function isHardLinkedFile(st: Stats): boolean {
+function isHardLinkedFile(st: HitStats): boolean {
   return st.isFile() && st.nlink > 1
 }
 
