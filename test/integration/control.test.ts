@@ -3,16 +3,24 @@
 // and removed at runtime, checkpoints under open writers, --revalidate.
 import { spawn, type ChildProcess } from 'node:child_process'
 import * as fs from 'node:fs'
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import { hashTree } from '../helpers/fixture.js'
 import { cli, fuseUnavailable, transportUnderTest } from '../helpers/mount.js'
 import { useMount } from '../helpers/union.js'
 
 const NATIVE = transportUnderTest() === 'native'
 
+/** Children a test started; killed after it, so a failed test leaves no writer holding the mount. */
+const children = new Set<ChildProcess>()
+afterEach(() => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+  children.clear()
+})
+
 /** A child program, its stdout collected; `line(s)` waits for a line of stdout. */
 function child(cmd: string, args: string[], cwd: string): ChildProcess & { out: () => string; waitFor: (s: string) => Promise<void>; done: Promise<number> } {
   const c = spawn(cmd, args, { cwd, stdio: ['pipe', 'pipe', 'inherit'] })
+  children.add(c)
   let out = ''
   const waiters: { s: string; r: () => void }[] = []
   c.stdout!.setEncoding('utf8').on('data', (d: string) => {
