@@ -32,6 +32,15 @@ const S_ISUID = 0o4000
 const S_ISGID = 0o2000
 const CAPABILITY_XATTR = 'security.capability'
 
+/** The setid bits a write by a caller without CAP_FSETID clears, as the VFS: setgid only with group exec. */
+function setidBitsToDrop(mode: number): number {
+  return mode & (S_ISUID | (mode & 0o010 ? S_ISGID : 0))
+}
+
+function dropCapabilities(host: string): void {
+  if (getXattr(host, CAPABILITY_XATTR) !== undefined) removeXattr(host, CAPABILITY_XATTR)
+}
+
 /** Who creates an entry (the native transport knows the caller; fuse-native does not). */
 export interface Owner {
   readonly uid: number
@@ -392,16 +401,16 @@ export class LayerFs {
     if (!suidgid && f.capsDropped) return false
     return this.#guard('write', f.path, () => {
       const st = fs.fstatSync(f.fd)
-      const drop = suidgid ? S_ISUID | (st.mode & 0o010 ? S_ISGID : 0) : 0
-      if (st.mode & drop) fs.fchmodSync(f.fd, st.mode & 0o7777 & ~drop)
+      const drop = suidgid ? setidBitsToDrop(st.mode) : 0
+      if (drop) fs.fchmodSync(f.fd, st.mode & 0o7777 & ~drop)
       if (!f.capsDropped) {
         f.capsDropped = true
         // xattrs by name: only while the name still leads to this very file.
         const host = f.branch.host(f.path)
         const named = lstatOrUndefined(host)
-        if (named?.ino === st.ino && named.dev === st.dev && getXattr(host, CAPABILITY_XATTR) !== undefined) removeXattr(host, CAPABILITY_XATTR)
+        if (named?.ino === st.ino && named.dev === st.dev) dropCapabilities(host)
       }
-      return (st.mode & drop) !== 0
+      return drop !== 0
     })
   }
 
@@ -411,9 +420,9 @@ export class LayerFs {
     this.#guard('truncate', p, () => {
       const st = fs.lstatSync(host)
       if (!st.isFile()) return
-      const drop = suidgid ? S_ISUID | (st.mode & 0o010 ? S_ISGID : 0) : 0
-      if (st.mode & drop) fs.chmodSync(host, st.mode & 0o7777 & ~drop)
-      if (getXattr(host, CAPABILITY_XATTR) !== undefined) removeXattr(host, CAPABILITY_XATTR)
+      const drop = suidgid ? setidBitsToDrop(st.mode) : 0
+      if (drop) fs.chmodSync(host, st.mode & 0o7777 & ~drop)
+      dropCapabilities(host)
     })
   }
 

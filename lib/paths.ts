@@ -14,10 +14,18 @@ export function normalizeUnionPath(p: string, syscall = 'lookup'): UnionPath {
   if (typeof p !== 'string' || !p.startsWith('/') || p.includes('\0')) throw new FsError('EINVAL', syscall, p)
   const parts = p.split('/').filter((s) => s !== '')
   for (const part of parts) {
-    if (part === '.' || part === '..') throw new FsError('EINVAL', syscall, p)
-    if (Buffer.byteLength(part) > NAME_MAX) throw new FsError('ENAMETOOLONG', syscall, p)
+    const bad = badName(part)
+    if (bad) throw new FsError(bad, syscall, p)
   }
   return parts.length === 0 ? '/' : '/' + parts.join('/')
+}
+
+/** Why `name` cannot be a path component: EINVAL for '.', '..', '/' or NUL, ENAMETOOLONG over NAME_MAX bytes. */
+function badName(name: string): 'EINVAL' | 'ENAMETOOLONG' | undefined {
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) return 'EINVAL'
+  // A UTF-16 unit is at most 3 UTF-8 bytes: only long names need counting.
+  if (name.length * 3 > NAME_MAX && Buffer.byteLength(name) > NAME_MAX) return 'ENAMETOOLONG'
+  return undefined
 }
 
 /**
@@ -25,9 +33,8 @@ export function normalizeUnionPath(p: string, syscall = 'lookup'): UnionPath {
  * '/' or NUL, ENAMETOOLONG over NAME_MAX bytes. Returns the name.
  */
 export function checkName(name: string, syscall = 'lookup'): string {
-  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) throw new FsError('EINVAL', syscall, name)
-  // A UTF-16 unit is at most 3 UTF-8 bytes: only long names need counting.
-  if (name.length * 3 > NAME_MAX && Buffer.byteLength(name) > NAME_MAX) throw new FsError('ENAMETOOLONG', syscall, name)
+  const bad = badName(name)
+  if (bad) throw new FsError(bad, syscall, name)
   return name
 }
 

@@ -7,7 +7,7 @@ import { listMerged } from '../branches/readdir.js'
 import { isDirResolution } from '../branches/resolve.js'
 import type { BranchSpec } from '../branches/stack.js'
 import { fs, lstatOrUndefined } from '../fs.js'
-import { DEFAULT_TIMEOUTS, type ServedMount } from '../fuse/mount.js'
+import { cachePolicy, type ServedMount } from '../fuse/mount.js'
 import { joinUnion, normalizeUnionPath } from '../paths.js'
 import { ConfigError, resolveStack } from '../options.js'
 import { WORK_DIR } from '../whiteout/encoding.js'
@@ -68,6 +68,7 @@ function ls(m: ServedMount, p: string): LsEntry[] {
 
 function status(m: ServedMount, hooks: ServiceHooks): StatusResult {
   const o = m.options
+  const c = cachePolicy(o)
   return {
     mountpoint: m.mountpoint,
     pid: process.pid,
@@ -81,9 +82,9 @@ function status(m: ServedMount, hooks: ServiceHooks): StatusResult {
     transport: m.transport,
     protocol: m.protocol ? { minor: m.protocol.minor, passthrough: m.protocol.passthrough, kernelNodes: m.protocol.nodes() } : undefined,
     options: {
-      entryTimeout: o.entryTimeout ?? o.revalidate ?? DEFAULT_TIMEOUTS.entry,
-      attrTimeout: o.coherent ? 0 : o.attrTimeout ?? o.revalidate ?? DEFAULT_TIMEOUTS.attr,
-      negativeTimeout: o.negativeTimeout ?? o.revalidate ?? DEFAULT_TIMEOUTS.negative,
+      entryTimeout: c.entry,
+      attrTimeout: c.attr,
+      negativeTimeout: c.negative,
       revalidate: o.revalidate,
       coherent: !!o.coherent,
     },
@@ -92,9 +93,8 @@ function status(m: ServedMount, hooks: ServiceHooks): StatusResult {
 
 /** The longest time the kernel may still answer from what it cached before a stack change. */
 function kernelCacheSeconds(m: ServedMount): number {
-  const o = m.options
-  const rv = o.revalidate
-  return Math.max(o.entryTimeout ?? rv ?? DEFAULT_TIMEOUTS.entry, o.coherent ? 0 : o.attrTimeout ?? rv ?? DEFAULT_TIMEOUTS.attr, o.negativeTimeout ?? rv ?? DEFAULT_TIMEOUTS.negative)
+  const c = cachePolicy(m.options)
+  return Math.max(c.entry, c.attr, c.negative)
 }
 
 function inside(child: string, parent: string): boolean {

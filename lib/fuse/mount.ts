@@ -105,8 +105,8 @@ export async function serve(core: LayerFs, mountpoint: string, opts: ServeOption
   return transport === 'native' ? serveNative(core, mountpoint, opts) : serveFuseNative(core, mountpoint, opts)
 }
 
-/** Cache lifetimes and page-cache policy shared by both transports. */
-function cachePolicy(opts: ServeOptions): { entry: number; attr: number; negative: number; keepCache: boolean } {
+/** Cache lifetimes (seconds) and page-cache policy: both transports, and status. */
+export function cachePolicy(opts: ServeOptions): { entry: number; attr: number; negative: number; keepCache: boolean } {
   // --revalidate N: the kernel keeps names and attributes N seconds at most (explicit timeouts
   // still win), and re-checks file pages at open instead of keeping them.
   const rv = opts.revalidate

@@ -1,5 +1,6 @@
 // Mounting with layerfs's own transport: open /dev/fuse, mount(2) it with the union's options,
 // serve the connection on the JS thread (session.ts) until the kernel ends it (ENODEV).
+import { constants } from 'node:os'
 import { fs } from '../../fs.js'
 import type { LayerFs } from '../../layerfs.js'
 import { createLogger } from '../../log.js'
@@ -75,7 +76,7 @@ export async function mountKernel(core: LayerFs, mountpoint: string, o: KernelMo
   const ended = new Promise<void>((r) => (onEnded = r))
   let closedFd = false
   const end = (err: number): void => {
-    if (err !== -19) log.debug('FUSE connection ended: %d', err) // -ENODEV: unmounted
+    if (err !== -constants.errno.ENODEV) log.debug('FUSE connection ended: %d', err) // ENODEV: unmounted
     session.stop()
     if (!closedFd) {
       closedFd = true

@@ -30,6 +30,10 @@ export class Node {
     this.#path = path
     this.#pathEpoch = epoch
   }
+
+  forgetPath(): void {
+    this.#pathEpoch = -1
+  }
 }
 
 export const ROOT_ID = 1
@@ -44,7 +48,7 @@ export class NodeTable {
   readonly #byIno = new Map<number, Node>()
   readonly #byLink = new Map<string, Node>()
   #nextId = ROOT_ID + 1
-  /** Bumped whenever a name moves or goes away: cached paths below it may be wrong. */
+  /** Bumped whenever a directory's name moves or goes away: cached paths below it may be wrong. */
   #epoch = 0
 
   constructor(rootIno: number) {
@@ -137,7 +141,13 @@ export class NodeTable {
     const i = node.links.findIndex((l) => l.parent === from && l.name === fromName)
     node.links[i] = { parent: to, name: toName }
     this.#byLink.set(key(to, toName), node)
-    this.#epoch++
+    this.#renamed(node)
+  }
+
+  /** `node` has another (first) name: its cached path, and its descendants' if a directory, are stale. */
+  #renamed(node: Node): void {
+    if (node.isDir) this.#epoch++
+    else node.forgetPath()
   }
 
   /** The kernel dropped `n` lookups of node `id`. */
@@ -159,6 +169,6 @@ export class NodeTable {
     this.#byLink.delete(key(parent, name))
     // Its number may be given to a new file: a later lookup must not find this node by it.
     if (node.links.length === 0 && this.#byIno.get(node.ino) === node) this.#byIno.delete(node.ino)
-    this.#epoch++
+    this.#renamed(node)
   }
 }

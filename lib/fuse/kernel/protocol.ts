@@ -62,7 +62,7 @@ export const RENAME_NOREPLACE = 1
 export const RENAME_EXCHANGE = 2
 export const RENAME_WHITEOUT = 4
 
-export const enum Notify { INVAL_INODE = 2, INVAL_ENTRY = 3, DELETE = 6 }
+export const enum Notify { INVAL_INODE = 2, INVAL_ENTRY = 3, DELETE = 6, INC_EPOCH = 8 }
 
 /** d_type from a mode. */
 export function direntType(mode: number): number {
@@ -113,10 +113,12 @@ export function nameBytes(name: string): Buffer {
   return Buffer.from(name, 'utf8')
 }
 
-export function writeOutHeader(b: Buffer, len: number, error: number, unique: bigint): void {
+/** fuse_out_header; the request's unique id as its two u32 halves (0 for a notification). */
+export function writeOutHeader(b: Buffer, len: number, error: number, uniqueLo = 0, uniqueHi = 0): void {
   b.writeUInt32LE(len, 0)
   b.writeInt32LE(error, 4)
-  b.writeBigUInt64LE(unique, 8)
+  b.writeUInt32LE(uniqueLo, 8)
+  b.writeUInt32LE(uniqueHi, 12)
 }
 
 function split(ms: number): [number, number] {
@@ -263,7 +265,7 @@ export function writeInitOut(b: Buffer, off: number, o: InitOut): void {
 /** A notification message (unique 0, error = the notify code). */
 export function notifyInvalEntry(parent: number, name: Buffer): Buffer {
   const b = Buffer.alloc(OUT_HEADER_SIZE + 16 + name.length + 1)
-  writeOutHeader(b, b.length, Notify.INVAL_ENTRY, 0n)
+  writeOutHeader(b, b.length, Notify.INVAL_ENTRY)
   writeU64(b, parent, 16)
   b.writeUInt32LE(name.length, 24)
   name.copy(b, 32)
@@ -272,9 +274,16 @@ export function notifyInvalEntry(parent: number, name: Buffer): Buffer {
 
 export function notifyInvalInode(nodeid: number, off = 0, len = 0): Buffer {
   const b = Buffer.alloc(OUT_HEADER_SIZE + 24)
-  writeOutHeader(b, b.length, Notify.INVAL_INODE, 0n)
+  writeOutHeader(b, b.length, Notify.INVAL_INODE)
   writeU64(b, nodeid, 16)
   writeI64(b, off, 24)
   writeI64(b, len, 32)
+  return b
+}
+
+/** FUSE_NOTIFY_INC_EPOCH (Linux 6.16+): every cached name is looked up again before use. */
+export function notifyIncEpoch(): Buffer {
+  const b = Buffer.alloc(OUT_HEADER_SIZE)
+  writeOutHeader(b, OUT_HEADER_SIZE, Notify.INC_EPOCH)
   return b
 }

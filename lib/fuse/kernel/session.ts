@@ -18,7 +18,7 @@ import { Trace } from './trace.js'
 import {
   ATTR_OUT_SIZE, direntSize, direntType, ENTRY_OUT_SIZE, FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH,
   FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, FOPEN_KEEP_CACHE, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID, FUSE_MIN_MINOR,
-  FUSE_OUR_MINOR, IN_HEADER_SIZE, Init, INIT_OUT_SIZE, nameBytes, notifyInvalInode, Op,
+  FUSE_OUR_MINOR, IN_HEADER_SIZE, Init, INIT_OUT_SIZE, nameBytes, notifyIncEpoch, notifyInvalInode, Op,
   OPEN_OUT_SIZE, OUT_HEADER_SIZE, readInitIn, readName, RENAME_EXCHANGE, RENAME_NOREPLACE,
   STATFS_OUT_SIZE, u64, writeAttrOut, writeDirent, writeEntry, writeInitOut, writeOpenOut,
   writeOutHeader, writeStatfs,
@@ -77,6 +77,8 @@ export class KernelSession {
   readonly nodes: NodeTable
   negotiated: Negotiated | undefined
   #out: Buffer
+  /** The reply body area of #out (after the header), made once: the hot path writes into it. */
+  #body: Buffer
   #dirs = new Map<number, DirHandle>()
   #nextDirFh = 1
   #passthrough: Passthrough | undefined
@@ -97,6 +99,7 @@ export class KernelSession {
     // A request: header + its largest argument (a write of maxIo bytes) + room for names.
     this.request = Buffer.alloc(opts.maxIo + 4096 + IN_HEADER_SIZE)
     this.#out = Buffer.alloc(opts.maxIo + 4096 + OUT_HEADER_SIZE)
+    this.#body = this.#out.subarray(OUT_HEADER_SIZE)
     this.nodes = new NodeTable(core.getattr('/').ino)
   }
 
@@ -154,11 +157,11 @@ export class KernelSession {
     if (body) {
       // Bodies built elsewhere: header written separately.
       const h = Buffer.allocUnsafe(OUT_HEADER_SIZE)
-      writeHeader(h, total, error, lo, hi)
+      writeOutHeader(h, total, error, lo, hi)
       this.#write(error === 0 ? [h, body.subarray(0, len)] : [h])
       return
     }
-    writeHeader(this.#out, total, error, lo, hi)
+    writeOutHeader(this.#out, total, error, lo, hi)
     this.#write(this.#out, total)
   }
 
@@ -173,11 +176,6 @@ export class KernelSession {
       const code = errnoName(e)
       if (code !== 'ENOENT' && code !== 'ENODEV') log.warnOnce('reply-write', 'writing a FUSE reply failed: %s', (e as Error).message)
     }
-  }
-
-  /** Reply body area of the scratch buffer (after the header). */
-  get #body(): Buffer {
-    return this.#out.subarray(OUT_HEADER_SIZE)
   }
 
   #node(id: number): Node {
@@ -251,6 +249,11 @@ export class KernelSession {
     return node
   }
 
+  /** A gated operation that makes the name `parent/name` (path `p`), answered with its entry. */
+  #makeEntry(op: string, parent: Node, name: string, p: string, reply: Reply, make: () => Promise<void>): void {
+    this.#gated(op, p, reply, make, () => this.#entryReply(reply, parent, name, this.core.getattr(p)))
+  }
+
   #attrReply(reply: Reply, a: Attr): void {
     writeAttrOut(this.#body, 0, a, this.opts.attrTimeout)
     reply(0, undefined, ATTR_OUT_SIZE)
@@ -298,7 +301,7 @@ export class KernelSession {
         const [target] = readName(b, next, n)
         const p = this.#child(parent, name)
         const who = owner(b) // read now: a gated call may run after the buffer is reused
-        return this.#gated('symlink', p, reply, () => core.symlink(target, p, who), () => this.#entryReply(reply, parent, name, core.getattr(p)))
+        return this.#makeEntry('symlink', parent, name, p, reply, () => core.symlink(target, p, who))
       }
       case Op.MKNOD: {
         const parent = this.#node(nodeid)
@@ -306,16 +309,16 @@ export class KernelSession {
         const rdev = b.readUInt32LE(A + 4)
         const [name] = readName(b, A + 16, n)
         const p = this.#child(parent, name)
-        const who = owner(b) // read now: a gated call may run after the buffer is reused
-        return this.#gated('mknod', p, reply, () => core.mknod(p, mode, rdev, who), () => this.#entryReply(reply, parent, name, core.getattr(p)))
+        const who = owner(b)
+        return this.#makeEntry('mknod', parent, name, p, reply, () => core.mknod(p, mode, rdev, who))
       }
       case Op.MKDIR: {
         const parent = this.#node(nodeid)
         const mode = b.readUInt32LE(A)
         const [name] = readName(b, A + 8, n)
         const p = this.#child(parent, name)
-        const who = owner(b) // read now: a gated call may run after the buffer is reused
-        return this.#gated('mkdir', p, reply, () => core.mkdir(p, mode, who), () => this.#entryReply(reply, parent, name, core.getattr(p)))
+        const who = owner(b)
+        return this.#makeEntry('mkdir', parent, name, p, reply, () => core.mkdir(p, mode, who))
       }
       case Op.UNLINK:
       case Op.RMDIR: {
@@ -353,7 +356,7 @@ export class KernelSession {
         const [name] = readName(b, A + 8, n)
         const src = this.#path(source)
         const dst = this.#child(parent, name)
-        return this.#gated('link', dst, reply, () => core.link(src, dst), () => this.#entryReply(reply, parent, name, core.getattr(dst)))
+        return this.#makeEntry('link', parent, name, dst, reply, () => core.link(src, dst))
       }
       case Op.OPEN: {
         const node = this.#node(nodeid)
@@ -372,7 +375,7 @@ export class KernelSession {
         const mode = b.readUInt32LE(A + 4)
         const [name] = readName(b, A + 16, n)
         const p = this.#child(parent, name)
-        const who = owner(b) // read now: a gated call may run after the buffer is reused
+        const who = owner(b)
         return this.#gated('create', p, reply, () => core.create(p, mode, flags, who), (fh: number) => {
           const a = core.fgetattr(p, fh)
           const node = this.nodes.found(parent, name, a.ino, false)
@@ -675,13 +678,6 @@ function owner(b: Buffer): Owner {
   return { uid: b.readUInt32LE(24), gid: b.readUInt32LE(28) }
 }
 
-function writeHeader(b: Buffer, len: number, error: number, lo: number, hi: number): void {
-  b.writeUInt32LE(len, 0)
-  b.writeInt32LE(error, 4)
-  b.writeUInt32LE(lo, 8)
-  b.writeUInt32LE(hi, 12)
-}
-
 /** An open handle of `node`, if any (an unlinked file is reached through it). */
 function openHandle(node: Node): number | undefined {
   if (node.links.length > 0) return undefined
@@ -689,12 +685,6 @@ function openHandle(node: Node): number | undefined {
   return undefined
 }
 
-/** FUSE_NOTIFY_INC_EPOCH (Linux 6.16+): every cached name is looked up again before use. */
-function notifyIncEpoch(): Buffer {
-  const b = Buffer.alloc(OUT_HEADER_SIZE)
-  writeOutHeader(b, OUT_HEADER_SIZE, 8, 0n)
-  return b
-}
 
 const OP_NAMES: Record<number, string> = {
   1: 'lookup', 3: 'getattr', 4: 'setattr', 5: 'readlink', 6: 'symlink', 8: 'mknod', 9: 'mkdir', 10: 'unlink',
