@@ -2,11 +2,11 @@
 // from FUSE; the adapter and the in-process UnionView are thin translations of it.
 import { toAttr, type Attr } from './attr.js'
 import { type Branch } from './branches/branch.js'
-import { hostKey, InodeTable } from './branches/inodes.js'
+import { InodeTable } from './branches/inodes.js'
 import { listMerged } from './branches/readdir.js'
-import { isDirResolution, Resolver, type Resolution } from './branches/resolve.js'
+import { isDirResolution, Resolver, type BranchHit, type Resolution } from './branches/resolve.js'
 import { BranchStack, type BranchSpec } from './branches/stack.js'
-import { copyUp, copyUpDirChain, identityKey, type CopyUpContext } from './copyup/copyup.js'
+import { copyUp, copyUpDirChain, identityOf, type CopyUpContext } from './copyup/copyup.js'
 import { LinkGroups } from './copyup/link-groups.js'
 import { PathLocks } from './copyup/locks.js'
 import { WorkArea } from './copyup/work-area.js'
@@ -114,7 +114,7 @@ export class LayerFs {
     this.resolver = new Resolver(this.stack, opts.cacheSize, opts.cacheTtlMs)
     this.#umask = process.umask()
     this.#bindUpper()
-    this.inodes.setRoot(identityKey(this.resolver.require('/', 'mount')))
+    this.inodes.setRoot(identityOf(this.resolver.require('/', 'mount')))
   }
 
   /** The rw branch (index 0), or undefined for a read-only stack. */
@@ -199,7 +199,7 @@ export class LayerFs {
   }
 
   #attrOf(res: Resolution, st: fs.Stats): Attr {
-    const ino = this.inodes.numberFor(identityKey(res))
+    const ino = this.inodes.numberFor(identityOf(res))
     // A merged directory's link count is not the sum of its branches: report 1, the
     // "unknown" value that makes find(1) and fts skip their leaf optimisation.
     const nlink = st.isDirectory() && res.hits.length > 1 ? 1 : st.nlink
@@ -213,7 +213,7 @@ export class LayerFs {
     if (f.sealed) this.#followCopy(f)
     const st = fs.fstatSync(f.fd)
     const res = this.resolver.resolve(p)
-    const ino = res ? this.inodes.numberFor(identityKey(res)) : this.inodes.numberFor(hostKey(st))
+    const ino = res ? this.inodes.numberFor(identityOf(res)) : this.inodes.numberFor(st)
     return toAttr(st, ino)
   }
 
@@ -221,8 +221,9 @@ export class LayerFs {
   readdir(p: UnionPath): string[] {
     const res = this.resolver.require(p, 'scandir')
     if (!isDirResolution(res)) throw new FsError('ENOTDIR', 'scandir', p)
+    const onNames = (hit: BranchHit, names: ReadonlySet<string>): void => this.resolver.seedNames(hit, names)
     try {
-      return ['.', '..', ...listMerged(res)]
+      return ['.', '..', ...listMerged(res, onNames)]
     } catch (e) {
       // A branch directory vanished underneath (changed outside the mount): resolve afresh
       // once. ENOENT is no answer: glibc reads it from getdents as end-of-directory, so the
@@ -231,7 +232,7 @@ export class LayerFs {
       this.resolver.cache.invalidate(p)
       const again = this.resolver.require(p, 'scandir')
       if (!isDirResolution(again)) throw new FsError('ENOTDIR', 'scandir', p)
-      return this.#guard('scandir', p, () => ['.', '..', ...listMerged(again)])
+      return this.#guard('scandir', p, () => ['.', '..', ...listMerged(again, onNames)])
     }
   }
 
@@ -694,7 +695,7 @@ export class LayerFs {
           mutate('unlink', top.host, () => fs.unlinkSync(top.host))
           // Its last name is gone: drop its number, so the inode table does not grow with every
           // file ever deleted and a reused host inode does not inherit it.
-          if (st && st.nlink <= 1) this.inodes.forget(hostKey(st))
+          if (st && st.nlink <= 1) this.inodes.forget(st)
         }
       } else {
         const parentHost = await this.#copyUpDirs(parentOf(p), syscall)
@@ -800,7 +801,7 @@ export class LayerFs {
    */
   async #copyUpTree(res: Resolution): Promise<string> {
     const host = await this.#copyUpDirs(res.path, 'rename')
-    this.inodes.alias(hostKey(fs.lstatSync(host)), identityKey(res))
+    this.inodes.alias(fs.lstatSync(host), identityOf(res))
     // Files go up several at a time: each copy waits on the thread pool, not on the JS thread.
     const files: UnionPath[] = []
     for (const name of listMerged(res)) {

@@ -2,7 +2,10 @@
 import type { Stats } from '../fs.js'
 
 /** The identity of a host file: device and inode number. */
-export function hostKey(st: Pick<Stats, 'dev' | 'ino'>): string {
+export type HostId = Pick<Stats, 'dev' | 'ino'>
+
+/** A host identity as one string (lock names, comparisons). */
+export function hostKey(st: HostId): string {
   return `${st.dev}:${st.ino}`
 }
 
@@ -13,35 +16,46 @@ export function hostKey(st: Pick<Stats, 'dev' | 'ino'>): string {
  * Numbers are not persisted: a remount numbers files afresh (docs/design.md "Inode numbers").
  */
 export class InodeTable {
-  readonly #byKey = new Map<string, number>()
+  /** Numbers by device, then host inode: no key string built per lookup. */
+  readonly #byDev = new Map<number, Map<number, number>>()
+  #size = 0
   #next = 2
 
   /** The number for a host identity, allocated on first sight. */
-  numberFor(key: string): number {
-    let n = this.#byKey.get(key)
+  numberFor(id: HostId): number {
+    let inos = this.#byDev.get(id.dev)
+    if (inos === undefined) this.#byDev.set(id.dev, (inos = new Map()))
+    let n = inos.get(id.ino)
     if (n === undefined) {
       n = this.#next++
       if (this.#next > 0xffff_fff0) this.#next = 2 // wrap far beyond any realistic mount lifetime
-      this.#byKey.set(key, n)
+      this.#set(id, n)
     }
     return n
   }
 
-  setRoot(key: string): void {
-    this.#byKey.set(key, 1)
+  setRoot(id: HostId): void {
+    this.#set(id, 1)
   }
 
-  /** Makes `aliasKey` (an upper copy) answer with the number of `originKey`. */
-  alias(aliasKey: string, originKey: string): void {
-    this.#byKey.set(aliasKey, this.numberFor(originKey))
+  /** Makes `alias` (an upper copy) answer with the number of `origin`. */
+  alias(alias: HostId, origin: HostId): void {
+    this.#set(alias, this.numberFor(origin))
   }
 
   /** Forgets a host identity whose file is gone (its host inode may be reused by a new file). */
-  forget(key: string): void {
-    this.#byKey.delete(key)
+  forget(id: HostId): void {
+    if (this.#byDev.get(id.dev)?.delete(id.ino)) this.#size--
   }
 
   get size(): number {
-    return this.#byKey.size
+    return this.#size
+  }
+
+  #set(id: HostId, n: number): void {
+    let inos = this.#byDev.get(id.dev)
+    if (inos === undefined) this.#byDev.set(id.dev, (inos = new Map()))
+    if (!inos.has(id.ino)) this.#size++
+    inos.set(id.ino, n)
   }
 }

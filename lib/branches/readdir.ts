@@ -2,19 +2,23 @@
 import { fs, lstatOrUndefined } from '../fs.js'
 import { isUndecodableName } from '../paths.js'
 import { META_PREFIX, isCharDevWhiteout, whitedOutName, WHITEOUT_PREFIX } from '../whiteout/encoding.js'
-import type { Resolution } from './resolve.js'
+import type { BranchHit, Resolution } from './resolve.js'
 
 /**
  * The visible names of a merged directory (without '.' and '..'). Whiteouts of a branch hide
  * names of the branches below it only; the merge list of `dir` already stops at opaque dirs.
+ * `onNames` receives every name of each read-only branch directory read (the lookups of the
+ * entries that follow a listing then need no readdir of their own).
  */
-export function listMerged(dir: Resolution): string[] {
+export function listMerged(dir: Resolution, onNames?: (hit: BranchHit, names: ReadonlySet<string>) => void): string[] {
   const out: string[] = []
   const seen = new Set<string>()
   const hidden = new Set<string>()
   for (const hit of dir.hits) {
     const deleted: string[] = []
-    for (const e of fs.readdirSync(hit.host, { withFileTypes: true })) {
+    const entries = fs.readdirSync(hit.host, { withFileTypes: true })
+    if (onNames && !hit.branch.writable) onNames(hit, new Set(entries.map((e) => e.name)))
+    for (const e of entries) {
       const name = e.name
       if (name.startsWith(WHITEOUT_PREFIX)) {
         if (!name.startsWith(META_PREFIX)) {

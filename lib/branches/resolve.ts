@@ -156,12 +156,25 @@ export class Resolver {
     return { path: '/', hits, opaque }
   }
 
+  /** Whether the names of branch directory `dir` may be indexed (read-only, not huge). */
+  static indexable(dir: BranchHit): boolean {
+    return !dir.branch.writable && dir.stats.size <= DIR_INDEX_MAX_BYTES
+  }
+
+  /** Keeps the names of a read-only branch directory read by a merged listing. */
+  seedNames(dir: BranchHit, names: ReadonlySet<string>): void {
+    if (Resolver.indexable(dir)) this.cache.seedDirNames(dir.host, names)
+  }
+
   /**
    * The entry names of a read-only branch directory, from the index; undefined for the rw
    * branch (it changes) and for very large directories (one lstat beats reading them whole).
+   * In the bottom branch a lookup is at most one lstat (no whiteout below to check), so its
+   * names are used when a listing already read them, never read for a lookup.
    */
-  #roNames(dir: BranchHit): ReadonlySet<string> | undefined {
-    if (dir.branch.writable || dir.stats.size > DIR_INDEX_MAX_BYTES) return undefined
+  #roNames(dir: BranchHit, bottom: boolean): ReadonlySet<string> | undefined {
+    if (!Resolver.indexable(dir)) return undefined
+    if (bottom) return this.cache.peekDirNames(dir.host)
     return this.cache.dirNames(dir.host, () => {
       try {
         return new Set(fs.readdirSync(dir.host))
@@ -188,7 +201,7 @@ export class Resolver {
       const host = dir.host + '/' + name
       // A read-only directory's names are read once: misses and whiteout checks then cost
       // no system call at all (most lookups in a deep stack are misses in most branches).
-      const names = this.#roNames(dir)
+      const names = this.#roNames(dir, bottom)
       if (names && !names.has(name)) {
         if (!bottom && names.has(whiteoutNameFor(name))) break
         continue

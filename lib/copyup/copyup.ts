@@ -1,6 +1,6 @@
 // Copy-up: parents first, the copy built in the work area, attributes set, then renamed into place.
 import type { Branch } from '../branches/branch.js'
-import { hostKey, type InodeTable } from '../branches/inodes.js'
+import { hostKey, type HostId, type InodeTable } from '../branches/inodes.js'
 import { isDirResolution, type HitStats, type Resolution, type Resolver } from '../branches/resolve.js'
 import { FsError, rethrow } from '../errors.js'
 import { copyFileData, fs, lstatOrUndefined, mknod, mutate, type Stats } from '../fs.js'
@@ -74,7 +74,7 @@ function copyUpOne(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): Pr
     // Linking the copy into its parent changed the parent's mtime; give it back (as overlayfs).
     if (parentStats) restoreTimes(parentHost, parentStats)
     const copied = lstatOrUndefined(dst)
-    if (copied) ctx.inodes.alias(hostKey(copied), identityKey(res))
+    if (copied) ctx.inodes.alias(copied, identityOf(res))
     resolver.cache.invalidate(path)
     log.debug('copied up %s (%s)', path, src.isDirectory() ? 'dir' : `${src.size} bytes`)
     if (isHardLinkedFile(top.stats)) await linkSiblings(ctx, path, top.branch, hostKey(top.stats), dst)
@@ -111,9 +111,8 @@ async function linkSiblings(ctx: CopyUpContext, path: UnionPath, branch: Branch,
 }
 
 /** The host identity that names a resolution's inode: a dir's bottom hit, a file's only hit. */
-export function identityKey(res: Resolution): string {
-  const hit = isDirResolution(res) ? res.hits[res.hits.length - 1]! : res.hits[0]!
-  return hostKey(hit.stats)
+export function identityOf(res: Resolution): HostId {
+  return (isDirResolution(res) ? res.hits[res.hits.length - 1]! : res.hits[0]!).stats
 }
 
 async function buildCopy(srcHost: string, st: Stats, tmp: string, isDir: boolean, opts: CopyUpOptions): Promise<void> {

@@ -16,6 +16,8 @@ export class Node {
   lastPath = '/'
   /** Open handles on this node (an unlinked file is reached through them). */
   readonly handles = new Set<number>()
+  /** The names the kernel knows in this directory (links of other nodes whose parent this is). */
+  children: Map<string, Node> | undefined
   #path: string | undefined
   #pathEpoch = -1
 
@@ -38,15 +40,23 @@ export class Node {
 
 export const ROOT_ID = 1
 
-function key(parent: Node, name: string): string {
-  return parent.id + '/' + name
+// Links are found through the parent's own map of names: no key string built per lookup.
+function linked(parent: Node, name: string): Node | undefined {
+  return parent.children?.get(name)
+}
+
+function link(parent: Node, name: string, node: Node): void {
+  (parent.children ??= new Map()).set(name, node)
+}
+
+function unlink(parent: Node, name: string): void {
+  parent.children?.delete(name)
 }
 
 export class NodeTable {
   readonly root: Node
   readonly #byId = new Map<number, Node>()
   readonly #byIno = new Map<number, Node>()
-  readonly #byLink = new Map<string, Node>()
   #nextId = ROOT_ID + 1
   /** Bumped whenever a directory's name moves or goes away: cached paths below it may be wrong. */
   #epoch = 0
@@ -89,7 +99,7 @@ export class NodeTable {
 
   /** The node a name refers to, if the kernel was told. */
   child(parent: Node, name: string): Node | undefined {
-    return this.#byLink.get(key(parent, name))
+    return linked(parent, name)
   }
 
   /**
@@ -102,8 +112,7 @@ export class NodeTable {
       this.#byIno.delete(ino) // the number now names something else (changed underneath)
       node = undefined
     }
-    const k = key(parent, name)
-    const previous = this.#byLink.get(k)
+    const previous = linked(parent, name)
     if (previous && previous !== node) this.#dropLink(previous, parent, name)
     if (!node) {
       node = new Node(this.#nextId++, ino, isDir)
@@ -114,7 +123,7 @@ export class NodeTable {
       // A directory has one name: a new one replaces the old (it was renamed underneath).
       if (isDir && node.links.length > 0) for (const l of [...node.links]) this.#dropLink(node, l.parent, l.name)
       node.links.push({ parent, name })
-      this.#byLink.set(k, node)
+      link(parent, name, node)
       this.#byIno.set(ino, node)
     }
     return this.#counted(node)
@@ -127,7 +136,7 @@ export class NodeTable {
 
   /** `parent/name` was removed (unlink, rmdir, or replaced by a rename). */
   removed(parent: Node, name: string): void {
-    const node = this.#byLink.get(key(parent, name))
+    const node = linked(parent, name)
     if (node) this.#dropLink(node, parent, name)
   }
 
@@ -135,12 +144,12 @@ export class NodeTable {
   renamed(from: Node, fromName: string, to: Node, toName: string): void {
     if (from === to && fromName === toName) return
     this.removed(to, toName)
-    const node = this.#byLink.get(key(from, fromName))
+    const node = linked(from, fromName)
     if (!node) return
-    this.#byLink.delete(key(from, fromName))
+    unlink(from, fromName)
     const i = node.links.findIndex((l) => l.parent === from && l.name === fromName)
     node.links[i] = { parent: to, name: toName }
-    this.#byLink.set(key(to, toName), node)
+    link(to, toName, node)
     this.#renamed(node)
   }
 
@@ -156,7 +165,7 @@ export class NodeTable {
     if (!node || node === this.root) return
     node.nlookup -= n
     if (node.nlookup > 0) return
-    for (const l of node.links) this.#byLink.delete(key(l.parent, l.name))
+    for (const l of node.links) unlink(l.parent, l.name)
     if (this.#byIno.get(node.ino) === node) this.#byIno.delete(node.ino)
     this.#byId.delete(id)
   }
@@ -166,7 +175,7 @@ export class NodeTable {
     if (i < 0) return
     if (node.links.length === 1) node.lastPath = this.path(node)
     node.links.splice(i, 1)
-    this.#byLink.delete(key(parent, name))
+    unlink(parent, name)
     // Its number may be given to a new file: a later lookup must not find this node by it.
     if (node.links.length === 0 && this.#byIno.get(node.ino) === node) this.#byIno.delete(node.ino)
     this.#renamed(node)

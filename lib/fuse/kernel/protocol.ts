@@ -109,10 +109,6 @@ export function readName(b: Buffer, off: number, end: number): [string, number] 
   return [b.toString('utf8', off, z), z + 1]
 }
 
-export function nameBytes(name: string): Buffer {
-  return Buffer.from(name, 'utf8')
-}
-
 /** fuse_out_header; the request's unique id as its two u32 halves (0 for a notification). */
 export function writeOutHeader(b: Buffer, len: number, error: number, uniqueLo = 0, uniqueHi = 0): void {
   b.writeUInt32LE(len, 0)
@@ -190,14 +186,15 @@ export function direntSize(nameLen: number, plus: boolean): number {
   return (plus ? ENTRY_OUT_SIZE : 0) + ((DIRENT_HEADER_SIZE + nameLen + 7) & ~7)
 }
 
-export function writeDirent(b: Buffer, off: number, ino: number, nextOff: number, type: number, name: Buffer): number {
+/** `nameLen`: the name's UTF-8 length (Buffer.byteLength), already needed to see whether it fits. */
+export function writeDirent(b: Buffer, off: number, ino: number, nextOff: number, type: number, name: string, nameLen: number): number {
   writeU64(b, ino, off)
   writeU64(b, nextOff, off + 8)
-  b.writeUInt32LE(name.length, off + 16)
+  b.writeUInt32LE(nameLen, off + 16)
   b.writeUInt32LE(type, off + 20)
-  name.copy(b, off + DIRENT_HEADER_SIZE)
-  const size = (DIRENT_HEADER_SIZE + name.length + 7) & ~7
-  b.fill(0, off + DIRENT_HEADER_SIZE + name.length, off + size)
+  b.write(name, off + DIRENT_HEADER_SIZE, nameLen, 'utf8')
+  const size = (DIRENT_HEADER_SIZE + nameLen + 7) & ~7
+  b.fill(0, off + DIRENT_HEADER_SIZE + nameLen, off + size)
   return size
 }
 

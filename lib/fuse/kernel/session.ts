@@ -18,7 +18,7 @@ import { Trace } from './trace.js'
 import {
   ATTR_OUT_SIZE, direntSize, direntType, ENTRY_OUT_SIZE, FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH,
   FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, FOPEN_KEEP_CACHE, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID, FUSE_MIN_MINOR,
-  FUSE_OUR_MINOR, IN_HEADER_SIZE, Init, INIT_OUT_SIZE, nameBytes, notifyIncEpoch, notifyInvalInode, Op,
+  FUSE_OUR_MINOR, IN_HEADER_SIZE, Init, INIT_OUT_SIZE, notifyIncEpoch, notifyInvalInode, Op,
   OPEN_OUT_SIZE, OUT_HEADER_SIZE, readInitIn, readName, RENAME_EXCHANGE, RENAME_NOREPLACE,
   STATFS_OUT_SIZE, u64, writeAttrOut, writeDirent, writeEntry, writeInitOut, writeOpenOut,
   writeOutHeader, writeStatfs,
@@ -634,8 +634,8 @@ export class KernelSession {
     let used = 0
     for (let i = offset; i < d.names.length; i++) {
       const name = d.names[i]!
-      const bytes = nameBytes(name)
-      const need = direntSize(bytes.length, plus)
+      const nameLen = Buffer.byteLength(name)
+      const need = direntSize(nameLen, plus)
       if (used + need > size) break
       let ino: number
       let type: number
@@ -667,7 +667,7 @@ export class KernelSession {
         }
         used += ENTRY_OUT_SIZE
       }
-      used += writeDirent(out, used, ino, i + 1, type, bytes)
+      used += writeDirent(out, used, ino, i + 1, type, name, nameLen)
     }
     reply(0, undefined, used)
   }
