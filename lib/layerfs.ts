@@ -6,7 +6,7 @@ import { InodeTable } from './branches/inodes.js'
 import { listMerged } from './branches/readdir.js'
 import { isDirResolution, Resolver, type BranchHit, type Resolution } from './branches/resolve.js'
 import { BranchStack, type BranchSpec } from './branches/stack.js'
-import { copyUp, copyUpDirChain, identityOf, type CopyUpContext } from './copyup/copyup.js'
+import { copyUp, copyUpDirChain, identityOf, type CopyUpContext, type CopyUpOptions } from './copyup/copyup.js'
 import { LinkGroups } from './copyup/link-groups.js'
 import { PathLocks } from './copyup/locks.js'
 import { WorkArea } from './copyup/work-area.js'
@@ -269,17 +269,20 @@ export class LayerFs {
     const res = this.resolver.require(p, 'open')
     const writes = (flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0
     let host = res.hits[0]!.host
+    // A copy made by this open without xattrs has no capability for the first write to drop.
+    let capsDropped = false
     if (writes) {
       if (isDirResolution(res)) throw new FsError('EISDIR', 'open', p)
-      host = await this.#copyUp(p, { truncate: (flags & O_TRUNC) !== 0 }, 'open')
+      const onCopied = (c: { xattrs: number }): void => { capsDropped = c.xattrs === 0 }
+      host = await this.#copyUp(p, { truncate: (flags & O_TRUNC) !== 0, onCopied }, 'open')
     }
     const branch = writes ? this.#upper! : res.hits[0]!.branch
-    return this.#openHost(p, host, (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW, writes, branch)
+    return this.#openHost(p, host, (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW, writes, branch, capsDropped)
   }
 
-  #openHost(p: UnionPath, host: string, flags: number, writable: boolean, branch: Branch): number {
+  #openHost(p: UnionPath, host: string, flags: number, writable: boolean, branch: Branch, capsDropped = false): number {
     const fd = this.#guard('open', p, () => fs.openSync(host, flags))
-    this.#files.set(fd, { fh: fd, fd, path: p, writable, flags: flags & ~O_TRUNC, branch, sealed: false })
+    this.#files.set(fd, { fh: fd, fd, path: p, writable, flags: flags & ~O_TRUNC, branch, sealed: false, capsDropped })
     return fd
   }
 
@@ -822,7 +825,7 @@ export class LayerFs {
     return this.upper
   }
 
-  async #copyUp(p: UnionPath, opts: { truncate?: boolean }, syscall: string): Promise<string> {
+  async #copyUp(p: UnionPath, opts: CopyUpOptions, syscall: string): Promise<string> {
     if (!this.#copyCtx) throw new FsError('EROFS', syscall, p)
     return copyUp(this.#copyCtx, p, opts)
   }

@@ -124,6 +124,14 @@ export class Resolver {
     return res
   }
 
+  /**
+   * Caches a resolution its caller has just made true (a copy-up put the entry in the rw
+   * branch): exactly what resolve() would find now, without looking again.
+   */
+  remember(res: Resolution): void {
+    this.cache.set(res.path, slim(res))
+  }
+
   /** The last resolution computed (not from the cache), whose hits hold whole fs.Stats. */
   #fresh: Resolution | undefined
 

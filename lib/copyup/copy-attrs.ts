@@ -9,13 +9,13 @@ function isPrivateXattr(name: string): boolean {
   return name.startsWith('trusted.overlay.')
 }
 
-/** Copies every xattr of `src` onto `dst` (both host paths, symlinks not followed). */
-export function copyXattrs(src: string, dst: string): void {
+/** Copies every xattr of `src` onto `dst` (both host paths, symlinks not followed); returns how many `src` has. */
+export function copyXattrs(src: string, dst: string): number {
   let names: string[]
   try {
     names = listXattrs(src)
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOTSUP') return
+    if ((e as NodeJS.ErrnoException).code === 'ENOTSUP') return 0
     throw e
   }
   for (const name of names) {
@@ -29,12 +29,29 @@ export function copyXattrs(src: string, dst: string): void {
       log.warnOnce(`xattr:${name}`, 'could not copy xattr %s up (%s)', name, (e as NodeJS.ErrnoException).code)
     }
   }
+  return names.length
 }
 
-/** Applies owner, mode, xattrs and atime/mtime of `st` (the source) to the host entry `dst`. */
-export function copyAttrs(src: string, st: Stats, dst: string): void {
-  fs.lchownSync(dst, st.uid, st.gid)
-  if (!st.isSymbolicLink()) fs.chmodSync(dst, st.mode & 0o7777)
-  copyXattrs(src, dst)
+/** Owner and mode a new entry already has: `mode` when it was set by the copy itself (copyfile). */
+export interface Made {
+  readonly uid: number
+  readonly gid: number
+  readonly mode?: number
+}
+
+/**
+ * Applies owner, mode, xattrs and atime/mtime of `st` (the source) to the host entry `dst`;
+ * returns the number of xattrs of `src`. `made`: what `dst` already has (no chown/chmod then).
+ */
+export function copyAttrs(src: string, st: Stats, dst: string, made?: Made): number {
+  const mode = st.mode & 0o7777
+  if (made?.uid !== st.uid || made.gid !== st.gid) {
+    fs.lchownSync(dst, st.uid, st.gid) // clears setuid/setgid: the mode is set after it
+    if (!st.isSymbolicLink()) fs.chmodSync(dst, mode)
+  } else if (made.mode !== mode && !st.isSymbolicLink()) {
+    fs.chmodSync(dst, mode)
+  }
+  const xattrs = copyXattrs(src, dst)
   fs.lutimesSync(dst, st.atimeMs / 1000, st.mtimeMs / 1000)
+  return xattrs
 }

@@ -27,6 +27,8 @@ export interface CopyUpContext {
 export interface CopyUpOptions {
   /** The caller truncates the file to 0 at once (O_TRUNC, truncate(0)): skip the data copy. */
   readonly truncate?: boolean
+  /** Told when this call copied the entry itself: how many xattrs it carried up. */
+  readonly onCopied?: (copied: { readonly xattrs: number }) => void
 }
 
 /**
@@ -64,8 +66,9 @@ function copyUpOne(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): Pr
     const src = lstatOrUndefined(top.host)
     if (!src) throw new FsError('ENOENT', 'copyup', path) // the lower entry vanished underneath
     const tmp = ctx.work.tempPath('copyup')
+    let xattrs: number
     try {
-      await buildCopy(top.host, src, tmp, isDirResolution(res), opts)
+      xattrs = await buildCopy(top.host, src, tmp, isDirResolution(res), opts, ctx.work.owner)
       mutate('rename copy-up', dst, () => fs.renameSync(tmp, dst))
     } catch (e) {
       ctx.work.discard(tmp)
@@ -74,8 +77,16 @@ function copyUpOne(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): Pr
     // Linking the copy into its parent changed the parent's mtime; give it back (as overlayfs).
     if (parentStats) restoreTimes(parentHost, parentStats)
     const copied = lstatOrUndefined(dst)
-    if (copied) ctx.inodes.alias(copied, identityOf(res))
-    resolver.cache.invalidate(path)
+    if (copied) {
+      ctx.inodes.alias(copied, identityOf(res))
+      // What a lookup would find now: the copy on top (a file hides the rest; a directory is not
+      // opaque, so the lower ones still merge below it). Saves the next request a resolve.
+      const hit = { branch: upper, host: dst, stats: copied }
+      resolver.remember({ path, hits: copied.isDirectory() ? [hit, ...res.hits] : [hit], opaque: res.opaque })
+    } else {
+      resolver.cache.invalidate(path)
+    }
+    opts.onCopied?.({ xattrs })
     log.debug('copied up %s (%s)', path, src.isDirectory() ? 'dir' : `${src.size} bytes`)
     if (isHardLinkedFile(top.stats)) await linkSiblings(ctx, path, top.branch, hostKey(top.stats), dst)
     return dst
@@ -115,18 +126,23 @@ export function identityOf(res: Resolution): HostId {
   return (isDirResolution(res) ? res.hits[res.hits.length - 1]! : res.hits[0]!).stats
 }
 
-async function buildCopy(srcHost: string, st: Stats, tmp: string, isDir: boolean, opts: CopyUpOptions): Promise<void> {
+/** Builds the copy at `tmp`; returns the number of xattrs it carried. `owner`: who creates entries in the work area. */
+async function buildCopy(srcHost: string, st: Stats, tmp: string, isDir: boolean, opts: CopyUpOptions, owner?: { uid: number; gid: number }): Promise<number> {
+  let mode: number | undefined // set by the copy itself
   if (isDir) {
     fs.mkdirSync(tmp, { mode: 0o700 })
   } else if (st.isFile()) {
     if (opts.truncate) fs.writeFileSync(tmp, '', { mode: 0o600, flag: 'wx' })
-    else await copyFileData(srcHost, tmp, st.size)
+    else {
+      await copyFileData(srcHost, tmp, st.size)
+      mode = st.mode & 0o7777 // copyfile gives the copy the source's mode
+    }
   } else if (st.isSymbolicLink()) {
     fs.symlinkSync(fs.readlinkSync(srcHost), tmp)
   } else {
     await mknod(tmp, st.mode, st.rdev)
   }
-  copyAttrs(srcHost, st, tmp)
+  return copyAttrs(srcHost, st, tmp, owner && { ...owner, mode })
 }
 
 function restoreTimes(host: string, st: Stats): void {

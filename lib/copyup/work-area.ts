@@ -20,7 +20,13 @@ export class WorkArea {
       fs.rmSync(this.dir, { recursive: true, force: true })
       fs.mkdirSync(this.dir, { mode: 0o700 })
     })
+    // Entries made here belong to the daemon's user, and to the dir's group if it is setgid.
+    const st = fs.lstatSync(this.dir)
+    this.owner = { uid: process.geteuid?.() ?? st.uid, gid: st.mode & 0o2000 ? st.gid : process.getegid?.() ?? st.gid }
   }
+
+  /** The owner of entries created in the work area (known after prepare()). */
+  owner: { readonly uid: number; readonly gid: number } | undefined
 
   /** Removes the work area (clean unmount): a kept rw branch then holds only the layer diff. */
   remove(): void {

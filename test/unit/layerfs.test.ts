@@ -55,6 +55,32 @@ describe('LayerFs: copy-up (union-contract.md "Writes")', () => {
     expect(Math.round(fs.lstatSync(up + '/d/e').mtimeMs / 1000)).toBe(2_000_000) // restored after linking f in
     expect(fs.readdirSync(up + '/.wh..wh.layerfs.work')).toEqual([]) // nothing left in the work area
   })
+  it.skipIf(process.getuid?.() !== 0)('keeps owner and setid bits, whoever the daemon is and whatever group the work area gives', async () => {
+    fx = makeFixture({ U: {}, L0: { mine: file('m', 0o4755), theirs: file('t', 0o2750), d: { f: 'x' } } })
+    const low = fx.dir('L0')
+    fs.chownSync(`${low}/theirs`, 1234, 5678)
+    fs.chmodSync(`${low}/theirs`, 0o2750) // chown cleared it
+    fs.chownSync(`${low}/d`, 1234, 5678)
+    // A setgid upper: the work area inherits it, so what is made there gets group 4321.
+    fs.chownSync(fx.dir('U'), 0, 4321)
+    fs.chmodSync(fx.dir('U'), 0o2775)
+    const core = new UnionView(`${fx.dir('U')}=rw:${low}=ro`).core
+    for (const p of ['/mine', '/theirs', '/d/f']) core.release(await core.open(p, fs.constants.O_WRONLY))
+    const own = (p: string): [number, number, number] => { const st = fs.lstatSync(fx!.dir('U') + p); return [st.uid, st.gid, st.mode & 0o7777] }
+    expect(own('/mine')).toEqual([0, 0, 0o4755])
+    expect(own('/theirs')).toEqual([1234, 5678, 0o2750])
+    expect(own('/d')).toEqual([1234, 5678, 0o755])
+    expect(own('/d/f')).toEqual([0, 0, 0o644])
+  })
+  it('after a copy-up, the cached resolution is the one a fresh lookup finds', async () => {
+    const { core, up, low } = setup({}, { d: { f: 'x', e: { g: 'y' } } }, { d: { h: 'z' } })
+    await core.chmod('/d/e/g', 0o600) // copies up /d, /d/e and /d/e/g
+    const fresh = new UnionView(`${up}=rw:${low(0)}=ro:${low(1)}=ro`).core.resolver
+    for (const p of ['/d', '/d/e', '/d/e/g']) {
+      const shape = (r: ReturnType<typeof fresh.resolve>): unknown => r && { hits: r.hits.map((h) => [h.branch.index, h.host, h.stats.ino]), opaque: r.opaque }
+      expect(shape(core.resolver.resolve(p))).toEqual(shape(fresh.resolve(p)))
+    }
+  })
   it('keeps the inode number across copy-up', async () => {
     const { core } = setup({}, { f: 'x' })
     const ino = core.getattr('/f').ino
