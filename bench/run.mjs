@@ -123,6 +123,14 @@ async function main() {
   const fixture = ensureFixture(profile, o.cache, log)
   const runDir = path.join(o.cache, 'run')
   fs.mkdirSync(runDir, { recursive: true })
+  await sweep(runDir)
+  if (fs.existsSync(path.join(runDir, 'retired'))) {
+    // Left by an interrupted run: deleting them frees many inodes; wait until ext4 reuses them
+    // freely again (see retire() in round.mjs) before measuring anything.
+    log('removing the files of an interrupted run, then waiting 35 s (ext4 inode reuse)')
+    fs.rmSync(path.join(runDir, 'retired'), { recursive: true, force: true })
+    await new Promise((r) => setTimeout(r, 35_000))
+  }
   const machine = machineInfo(o.cache, reps)
 
   const rounds = []
@@ -147,6 +155,7 @@ async function main() {
     }
   } finally {
     await sweep(runDir)
+    fs.rmSync(path.join(runDir, 'retired'), { recursive: true, force: true })
   }
   if (rounds.length === 0) { log('no round completed'); process.exit(1) }
   const labels = Object.fromEntries(systems.map((s) => [s, SYSTEMS[s].label]))
