@@ -1,5 +1,5 @@
 // The attributes the merged view reports for an entry (what FUSE getattr answers).
-import type { Stats } from './fs.js'
+import type { FileStats } from './fs.js'
 
 export interface Attr {
   readonly ino: number
@@ -17,7 +17,7 @@ export interface Attr {
   readonly ctimeMs: number
 }
 
-export function toAttr(st: Stats, ino: number, nlink = st.nlink): Attr {
+export function toAttr(st: FileStats, ino: number, nlink = st.nlink): Attr {
   return {
     ino, mode: st.mode, nlink, uid: st.uid, gid: st.gid, rdev: st.rdev, size: st.size,
     blksize: st.blksize, blocks: st.blocks, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs,

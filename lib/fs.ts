@@ -6,13 +6,61 @@ import { execFile } from 'node:child_process'
 import { constants as osConstants } from 'node:os'
 import * as xattr from '@napi-rs/xattr'
 import { createLogger } from './log.js'
+import { nativeAddon } from './native.js'
 
 export { fs }
 export type Stats = fs.Stats
 const log = createLogger('layerfs:fs')
 
-/** lstat that returns undefined for ENOENT and ENOTDIR (a missing entry is a value, not an error). */
-export function lstatOrUndefined(host: string): fs.Stats | undefined {
+/** What layerfs reads of an lstat: fs.Stats's numbers and type tests, without its Dates. */
+export type FileStats = Pick<fs.Stats, 'mode' | 'nlink' | 'uid' | 'gid' | 'rdev' | 'size' | 'blksize' | 'blocks' |
+  'ino' | 'dev' | 'atimeMs' | 'mtimeMs' | 'ctimeMs' | 'isDirectory' | 'isFile' | 'isSymbolicLink' | 'isCharacterDevice' |
+  'isBlockDevice' | 'isFIFO' | 'isSocket'>
+
+const S_IFMT = 0o170000
+
+/** An lstat read by the addon: plain numbers (Node's fs.Stats also builds four Dates per call). */
+class NativeStats implements FileStats {
+  readonly mode: number; readonly nlink: number; readonly uid: number; readonly gid: number
+  readonly rdev: number; readonly size: number; readonly blksize: number; readonly blocks: number
+  readonly ino: number; readonly dev: number; readonly atimeMs: number; readonly mtimeMs: number; readonly ctimeMs: number
+
+  constructor(o: Float64Array) {
+    this.mode = o[0]!; this.nlink = o[1]!; this.uid = o[2]!; this.gid = o[3]!; this.rdev = o[4]!; this.size = o[5]!
+    this.blksize = o[6]!; this.blocks = o[7]!; this.ino = o[8]!; this.dev = o[9]!
+    this.atimeMs = o[10]!; this.mtimeMs = o[11]!; this.ctimeMs = o[12]!
+  }
+
+  isDirectory(): boolean { return (this.mode & S_IFMT) === 0o040000 }
+  isFile(): boolean { return (this.mode & S_IFMT) === 0o100000 }
+  isSymbolicLink(): boolean { return (this.mode & S_IFMT) === 0o120000 }
+  isCharacterDevice(): boolean { return (this.mode & S_IFMT) === 0o020000 }
+  isBlockDevice(): boolean { return (this.mode & S_IFMT) === 0o060000 }
+  isFIFO(): boolean { return (this.mode & S_IFMT) === 0o010000 }
+  isSocket(): boolean { return (this.mode & S_IFMT) === 0o140000 }
+}
+
+const addon = nativeAddon()
+const nativeLstat = addon instanceof Error || process.env.LAYERFS_NODE_LSTAT === '1'
+  ? undefined
+  : (addon as { lstat(host: string, out: Float64Array): number }).lstat
+const statOut = new Float64Array(13)
+
+/** lstat by the addon (undefined for ENOENT, ENOTDIR); exported for the tests that compare it with Node's. */
+export function nativeLstatOrUndefined(host: string): FileStats | undefined {
+  const r = nativeLstat!(host, statOut)
+  if (r === 0) return new NativeStats(statOut)
+  if (r === -osConstants.errno.ENOENT || r === -osConstants.errno.ENOTDIR) return undefined
+  const code = ERRNO_NAMES.get(-r) ?? 'EIO'
+  throw Object.assign(new Error(`${code}: lstat '${host}'`), { errno: r, code, syscall: 'lstat', path: host })
+}
+
+/**
+ * lstat that returns undefined for ENOENT and ENOTDIR (a missing entry is a value, not an
+ * error). The hot path of every lookup: through the addon when it is built (LAYERFS_NODE_LSTAT=1: never).
+ */
+export function lstatOrUndefined(host: string): FileStats | undefined {
+  if (nativeLstat) return nativeLstatOrUndefined(host)
   try {
     return fs.lstatSync(host, { throwIfNoEntry: false })
   } catch (e) {

@@ -12,7 +12,7 @@ import { PathLocks } from './copyup/locks.js'
 import { WorkArea } from './copyup/work-area.js'
 import { errnoName, FsError, rethrow } from './errors.js'
 import {
-  fs, getXattr, listXattrs, lstatOrUndefined, mknod, mutate, removeXattr, setXattr,
+  fs, getXattr, listXattrs, lstatOrUndefined, mknod, mutate, removeXattr, setXattr, type FileStats,
 } from './fs.js'
 import { baseName, isUndecodableName, isWithin, joinUnion, normalizeUnionPath, parentOf, type UnionPath } from './paths.js'
 import { isReservedName } from './whiteout/encoding.js'
@@ -198,7 +198,7 @@ export class LayerFs {
     return st ? this.#attrOf(res, st) : this.getattr(p)
   }
 
-  #attrOf(res: Resolution, st: fs.Stats): Attr {
+  #attrOf(res: Resolution, st: FileStats): Attr {
     const ino = this.inodes.numberFor(identityOf(res))
     // A merged directory's link count is not the sum of its branches: report 1, the
     // "unknown" value that makes find(1) and fts skip their leaf optimisation.

@@ -30,11 +30,6 @@ export class ResolutionCache<V extends object> {
     return names
   }
 
-  /** The cached names of a read-only host directory, if they were read already. */
-  peekDirNames(host: string): ReadonlySet<string> | undefined {
-    return this.#dirNames.get(host)
-  }
-
   /** Records the names of a read-only host directory read anyway (a merged listing). */
   seedDirNames(host: string, names: ReadonlySet<string>): void {
     this.#dirNames.set(host, names)

@@ -1,6 +1,6 @@
 // Lookup across branches (the namei.c analogue): one Resolution per union path, cached.
 import { FsError } from '../errors.js'
-import { fs, getXattr, lstatOrUndefined, type Stats } from '../fs.js'
+import { fs, getXattr, lstatOrUndefined, type FileStats } from '../fs.js'
 import { createLogger } from '../log.js'
 import { baseName, parentOf, type UnionPath } from '../paths.js'
 import {
@@ -132,17 +132,17 @@ export class Resolver {
     this.cache.set(res.path, slim(res))
   }
 
-  /** The last resolution computed (not from the cache), whose hits hold whole fs.Stats. */
+  /** The last resolution computed (not from the cache), whose hits hold whole FileStats. */
   #fresh: Resolution | undefined
 
   /**
    * Whether `res` was computed by the last resolve() call (its stats were just read), then
    * forgets it: lets getattr skip a second lstat of an entry it has just looked up.
    */
-  takeFresh(res: Resolution): Stats | undefined {
+  takeFresh(res: Resolution): FileStats | undefined {
     const fresh = this.#fresh === res
     this.#fresh = undefined
-    return fresh ? (res.hits[0]!.stats as Stats) : undefined
+    return fresh ? (res.hits[0]!.stats as FileStats) : undefined
   }
 
   /** Like resolve, but ENOENT is thrown: for operations that need the path to exist. */
@@ -177,12 +177,9 @@ export class Resolver {
   /**
    * The entry names of a read-only branch directory, from the index; undefined for the rw
    * branch (it changes) and for very large directories (one lstat beats reading them whole).
-   * In the bottom branch a lookup is at most one lstat (no whiteout below to check), so its
-   * names are used when a listing already read them, never read for a lookup.
    */
-  #roNames(dir: BranchHit, bottom: boolean): ReadonlySet<string> | undefined {
+  #roNames(dir: BranchHit): ReadonlySet<string> | undefined {
     if (!Resolver.indexable(dir)) return undefined
-    if (bottom) return this.cache.peekDirNames(dir.host)
     return this.cache.dirNames(dir.host, () => {
       try {
         return new Set(fs.readdirSync(dir.host))
@@ -209,7 +206,7 @@ export class Resolver {
       const host = dir.host + '/' + name
       // A read-only directory's names are read once: misses and whiteout checks then cost
       // no system call at all (most lookups in a deep stack are misses in most branches).
-      const names = this.#roNames(dir, bottom)
+      const names = this.#roNames(dir)
       if (names && !names.has(name)) {
         if (!bottom && names.has(whiteoutNameFor(name))) break
         continue

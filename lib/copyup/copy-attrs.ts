@@ -1,5 +1,5 @@
 // Copying metadata of an entry: owner, mode, xattrs, times (the order matters: chown clears setuid).
-import { fs, getXattr, listXattrs, setXattr, type Stats } from '../fs.js'
+import { fs, getXattr, listXattrs, setXattr, type FileStats } from '../fs.js'
 import { createLogger } from '../log.js'
 
 const log = createLogger('layerfs:copyup')
@@ -43,7 +43,7 @@ export interface Made {
  * Applies owner, mode, xattrs and atime/mtime of `st` (the source) to the host entry `dst`;
  * returns the number of xattrs of `src`. `made`: what `dst` already has (no chown/chmod then).
  */
-export function copyAttrs(src: string, st: Stats, dst: string, made?: Made): number {
+export function copyAttrs(src: string, st: FileStats, dst: string, made?: Made): number {
   const mode = st.mode & 0o7777
   if (made?.uid !== st.uid || made.gid !== st.gid) {
     fs.lchownSync(dst, st.uid, st.gid) // clears setuid/setgid: the mode is set after it

@@ -3,7 +3,7 @@ import type { Branch } from '../branches/branch.js'
 import { hostKey, type HostId, type InodeTable } from '../branches/inodes.js'
 import { isDirResolution, type HitStats, type Resolution, type Resolver } from '../branches/resolve.js'
 import { FsError, rethrow } from '../errors.js'
-import { copyFileData, fs, lstatOrUndefined, mknod, mutate, type Stats } from '../fs.js'
+import { copyFileData, fs, lstatOrUndefined, mknod, mutate, type FileStats } from '../fs.js'
 import { createLogger } from '../log.js'
 import { ancestorsAndSelf, parentOf, type UnionPath } from '../paths.js'
 import { copyAttrs } from './copy-attrs.js'
@@ -127,7 +127,7 @@ export function identityOf(res: Resolution): HostId {
 }
 
 /** Builds the copy at `tmp`; returns the number of xattrs it carried. `owner`: who creates entries in the work area. */
-async function buildCopy(srcHost: string, st: Stats, tmp: string, isDir: boolean, opts: CopyUpOptions, owner?: { uid: number; gid: number }): Promise<number> {
+async function buildCopy(srcHost: string, st: FileStats, tmp: string, isDir: boolean, opts: CopyUpOptions, owner?: { uid: number; gid: number }): Promise<number> {
   let mode: number | undefined // set by the copy itself
   if (isDir) {
     fs.mkdirSync(tmp, { mode: 0o700 })
@@ -145,7 +145,7 @@ async function buildCopy(srcHost: string, st: Stats, tmp: string, isDir: boolean
   return copyAttrs(srcHost, st, tmp, owner && { ...owner, mode })
 }
 
-function restoreTimes(host: string, st: Stats): void {
+function restoreTimes(host: string, st: FileStats): void {
   try {
     fs.lutimesSync(host, st.atimeMs / 1000, st.mtimeMs / 1000)
   } catch {

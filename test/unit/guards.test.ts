@@ -21,9 +21,9 @@ describe('module boundaries', () => {
     const users = lib.filter((f) => /(from\s+|require\(|import\()['"]fuse-native['"]/.test(read(f)))
     expect(users).toEqual(['lib/fuse/binding.ts'])
   })
-  it('only lib/fuse/kernel/addon.ts loads the native transport addon', () => {
+  it('only lib/native.ts loads the native addon', () => {
     const users = lib.filter((f) => /layerfs_fuse\.node/.test(read(f)))
-    expect(users).toEqual(['lib/fuse/kernel/addon.ts'])
+    expect(users).toEqual(['lib/native.ts'])
   })
   it('only lib/fs.ts imports node:fs and the xattr binding in the core', () => {
     const core = lib.filter((f) => /^lib\/(branches|whiteout|copyup)\/|^lib\/layerfs\.ts$/.test(f))

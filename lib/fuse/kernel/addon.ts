@@ -1,8 +1,6 @@
-// The one importer of layerfs's native addon (native/layerfs_fuse.c, built at install by
-// scripts/build-native.mjs): loaded once, with a clear error when it was not built.
-import { createRequire } from 'node:module'
-import { fileURLToPath } from 'node:url'
-import { fs } from '../../fs.js'
+// The native FUSE transport's view of layerfs's addon (loaded by lib/native.ts): the calls it
+// makes, and a clear error when the addon was not built.
+import { nativeAddon } from '../../native.js'
 import { ConfigError } from '../../options.js'
 
 export interface NativeFuse {
@@ -22,28 +20,15 @@ export interface NativeFuse {
   copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number): number
 }
 
-// lib/fuse/kernel/ in the sources (tests), dist/lib/fuse/kernel/ once built.
-const ADDONS = ['../../../native/build/Release/layerfs_fuse.node', '../../../../native/build/Release/layerfs_fuse.node']
-  .map((rel) => fileURLToPath(new URL(rel, import.meta.url)))
-
-let loaded: NativeFuse | Error | undefined
-
 /** The addon, or undefined (with the reason from `nativeFuseError`) when it is not built. */
 export function tryNativeFuse(): NativeFuse | undefined {
-  if (loaded === undefined) {
-    try {
-      const file = ADDONS.find((f) => fs.existsSync(f)) ?? ADDONS[1]!
-      loaded = createRequire(import.meta.url)(file) as NativeFuse
-    } catch (e) {
-      loaded = e as Error
-    }
-  }
-  return loaded instanceof Error ? undefined : loaded
+  const addon = nativeAddon()
+  return addon instanceof Error ? undefined : (addon as NativeFuse)
 }
 
 export function nativeFuseError(): string | undefined {
-  tryNativeFuse()
-  return loaded instanceof Error ? String(loaded.message).split('\n')[0] : undefined
+  const addon = nativeAddon()
+  return addon instanceof Error ? String(addon.message).split('\n')[0] : undefined
 }
 
 /** The addon; ConfigError ENOSYS naming the build step when it is missing. */
