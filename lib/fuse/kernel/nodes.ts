@@ -14,14 +14,28 @@ export class Node {
   links: Link[] = []
   /** The path of the last name removed (a file unlinked while open still answers by it). */
   lastPath = '/'
-  /** Open handles on this node (an unlinked file is reached through them). */
-  readonly handles = new Set<number>()
+  /** Open handles on this node (an unlinked file is reached through them); made on the first open. */
+  #handles: Set<number> | undefined
   /** The names the kernel knows in this directory (links of other nodes whose parent this is). */
   children: Map<string, Node> | undefined
   #path: string | undefined
   #pathEpoch = -1
 
   constructor(readonly id: number, public ino: number, public isDir: boolean) {}
+
+  addHandle(fh: number): void {
+    (this.#handles ??= new Set()).add(fh)
+  }
+
+  dropHandle(fh: number): void {
+    this.#handles?.delete(fh)
+  }
+
+  /** One of its open handles, if any. */
+  anyHandle(): number | undefined {
+    if (this.#handles) for (const fh of this.#handles) return fh
+    return undefined
+  }
 
   /** Cached path, valid for one naming epoch of the table. */
   cachedPath(epoch: number): string | undefined {

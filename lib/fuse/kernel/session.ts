@@ -379,7 +379,7 @@ export class KernelSession {
         return this.#gated('create', p, reply, () => core.create(p, mode, flags, who), (fh: number) => {
           const a = core.fgetattr(p, fh)
           const node = this.nodes.found(parent, name, a.ino, false)
-          node.handles.add(fh)
+          node.addHandle(fh)
           const [flags, backingId] = this.#openFlags(node, fh)
           writeEntry(this.#body, 0, node.id, a, this.opts.entryTimeout, this.opts.attrTimeout)
           writeOpenOut(this.#body, ENTRY_OUT_SIZE, fh, flags, backingId)
@@ -442,7 +442,7 @@ export class KernelSession {
       case Op.RELEASE: {
         this.activity.count('release')
         const fh = u64(b, A)
-        this.nodes.get(nodeid)?.handles.delete(fh)
+        this.nodes.get(nodeid)?.dropHandle(fh)
         this.#passthrough?.release(fh)
         core.release(fh)
         return reply(0)
@@ -552,7 +552,7 @@ export class KernelSession {
   }
 
   #openReply(reply: Reply, node: Node, fh: number, flags: number): void {
-    node.handles.add(fh)
+    node.addHandle(fh)
     const [openFlags, backingId] = this.#openFlags(node, fh)
     writeOpenOut(this.#body, 0, fh, openFlags, backingId)
     reply(0, undefined, OPEN_OUT_SIZE)
@@ -680,9 +680,7 @@ function owner(b: Buffer): Owner {
 
 /** An open handle of `node`, if any (an unlinked file is reached through it). */
 function openHandle(node: Node): number | undefined {
-  if (node.links.length > 0) return undefined
-  for (const fh of node.handles) return fh
-  return undefined
+  return node.links.length > 0 ? undefined : node.anyHandle()
 }
 
 
