@@ -58,10 +58,11 @@ function lowerIntact(rel) {
 
 /**
  * Puts a measured system's files aside instead of deleting them now: on ext4 without a journal
- * (this machine's disk), a new inode is not taken from those freed in the last ~30 s, and
- * allocation scans past each of them — tens of thousands of deletions right before the next
- * system's turn made its every create (copy-up, untar) several times slower. run.mjs deletes the
- * retired dirs after the last round. The large copies go at once (few inodes, much space).
+ * (this machine's disk), a new inode is not taken from those freed in the last 60 s (360 s while
+ * their inode table block is dirty), and allocation scans past each of them — tens of thousands
+ * of deletions right before the next system's turn made its every create (copy-up, untar)
+ * several times slower. run.mjs deletes the retired dirs after the last round. The large copies
+ * go at once (few inodes, much space).
  */
 async function retire(base, label) {
   await run('find', [base, '-xdev', '-type', 'f', '-size', '+1M', '-delete'])

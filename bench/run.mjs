@@ -127,9 +127,9 @@ async function main() {
   if (fs.existsSync(path.join(runDir, 'retired'))) {
     // Left by an interrupted run: deleting them frees many inodes; wait until ext4 reuses them
     // freely again (see retire() in round.mjs) before measuring anything.
-    log('removing the files of an interrupted run, then waiting 35 s (ext4 inode reuse)')
+    log('removing the files of an interrupted run, then waiting 65 s (ext4 inode reuse)')
     fs.rmSync(path.join(runDir, 'retired'), { recursive: true, force: true })
-    await new Promise((r) => setTimeout(r, 35_000))
+    await new Promise((r) => setTimeout(r, 65_000))
   }
   const machine = machineInfo(o.cache, reps)
 

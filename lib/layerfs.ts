@@ -644,6 +644,12 @@ export class LayerFs {
    */
   #own(host: string, owner: Owner | undefined, mode?: number): void {
     if (!owner) return
+    // The daemon's own user and group (most creates, when root runs the tools): the entry
+    // already is theirs, or the setgid parent's group as it should be; nothing to stat or chown.
+    if (owner.uid === this.#uid && owner.gid === this.#gid) {
+      if (mode !== undefined && mode & SETID_BITS) fs.chmodSync(host, mode & 0o7777)
+      return
+    }
     const parentSetgid = (fs.statSync(host.slice(0, host.lastIndexOf('/')) || '/').mode & S_ISGID) !== 0
     const gid = parentSetgid ? -1 : owner.gid
     if (owner.uid !== this.#uid || (gid !== -1 && gid !== this.#gid)) fs.lchownSync(host, owner.uid, gid)

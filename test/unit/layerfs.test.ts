@@ -243,5 +243,11 @@ describe.skipIf(process.getuid?.() !== 0)('LayerFs: owners (the native transport
     core.release(await core.create('/s/f', 0o100644, fs.constants.O_RDWR, { uid: 1234, gid: 5678 }))
     const st = fs.statSync(up + '/s/f')
     expect([st.uid, st.gid]).toEqual([1234, 4321])
+    // Another user of the daemon's group, and the daemon's own user: the directory's group too.
+    core.release(await core.create('/s/g', 0o100644, fs.constants.O_RDWR, { uid: 1234, gid: 0 }))
+    core.release(await core.create('/s/h', 0o102755, fs.constants.O_RDWR, { uid: 0, gid: 0 }))
+    await core.mkdir('/s/d', 0o755, { uid: 0, gid: 0 })
+    const own = (p: string): [number, number, number] => { const x = fs.lstatSync(up + p); return [x.uid, x.gid, x.mode & 0o7777] }
+    expect([own('/s/g'), own('/s/h'), own('/s/d')]).toEqual([[1234, 4321, 0o644], [0, 4321, 0o2755], [0, 4321, 0o2755]])
   })
 })
