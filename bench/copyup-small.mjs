@@ -1,0 +1,86 @@
+// The 4 KiB copy-up apart from the full bench: 400 lower files of 4 KiB in 40 dirs, one
+// open(O_WRONLY) + pwrite each, timed in one python3 loop (a process per file, as the probe
+// would be, adds its own start-up noise to every sample), through layerfs (native),
+// fuse-overlayfs and kernel overlayfs, ROUNDS rounds interleaved (default 3). Each mount gets
+// fresh dirs. They stay under the cache until the next run, which deletes them and then waits
+// 65 s: on ext4 without a journal, creates right after many deletions are slower for everyone
+// (docs/benchmarks.md, "Deletions wait for the end of the run"). Root, under the FUSE lock:
+//   flock /tmp/layerfs-fuse.lock node bench/copyup-small.mjs [ROUNDS]
+import { randomBytes } from 'node:crypto'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { SYSTEMS, isMounted, run } from './systems.mjs'
+
+const CACHE = process.env.LAYERFS_BENCH_CACHE ?? '/var/tmp/layerfs-bench'
+const ROOT = path.join(CACHE, 'copyup-small')
+const ROUNDS = Number(process.argv[2] ?? 3)
+const NAMES = ['layerfs', 'fuse-overlayfs', 'overlayfs'].filter((n) => SYSTEMS[n].available())
+
+const files = []
+for (let d = 0; d < 40; d++) for (let i = 0; i < 10; i++) files.push(`/a/b${d % 5}/c${d}/f${i}.bin`)
+const layers = { top: `${ROOT}/top`, middle: `${ROOT}/middle`, base: `${ROOT}/base`, middleOvl: `${ROOT}/middle`, middleUnionfs: `${ROOT}/middle` }
+if (!fs.existsSync(`${ROOT}/ready`)) {
+  for (const d of [layers.top, layers.middle]) fs.mkdirSync(d, { recursive: true })
+  for (const f of files) {
+    fs.mkdirSync(path.dirname(layers.base + f), { recursive: true })
+    fs.writeFileSync(layers.base + f, randomBytes(4096))
+  }
+  fs.writeFileSync(`${ROOT}/ready`, '')
+}
+
+// Times open(O_WRONLY) + pwrite(4 KiB at 0) per file; checks the data; one JSON list of ms out.
+const LOOP = `
+import json, os, sys, time
+buf = b'W' * 4096
+ms = []
+for f in sys.argv[1:]:
+    t0 = time.perf_counter_ns()
+    fd = os.open(f, os.O_WRONLY)
+    os.pwrite(fd, buf, 0)
+    t1 = time.perf_counter_ns()
+    os.close(fd)
+    ms.append((t1 - t0) / 1e6)
+for f in sys.argv[1:]:
+    with open(f, 'rb') as r:
+        if r.read() != buf: sys.exit('wrong data in ' + f)
+print(json.dumps(ms))
+`
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
+const runs = path.join(ROOT, 'runs')
+if (fs.existsSync(runs)) {
+  process.stderr.write('removing the previous run\'s files, then waiting 65 s (ext4 inode reuse)\n')
+  fs.rmSync(runs, { recursive: true, force: true })
+  await new Promise((r) => setTimeout(r, 65_000))
+}
+const results = Object.fromEntries(NAMES.map((n) => [n, { median: [], first: [] }]))
+try {
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const name of NAMES.map((_, i) => NAMES[(i + r) % NAMES.length])) {
+      const base = path.join(runs, `${name}-${r}`)
+      const ctx = { layers, upper: `${base}/upper`, work: `${base}/work`, mnt: `${base}/mnt`, log: `${base}.log` }
+      for (const d of [ctx.upper, ctx.work, ctx.mnt]) fs.mkdirSync(d, { recursive: true })
+      const st = await SYSTEMS[name].mount(ctx)
+      try {
+        for (const f of files) fs.readFileSync(layers.base + f) // lower data in the page cache, as in a warm image
+        await run('find', [ctx.mnt])
+        const out = await run('python3', ['-c', LOOP, ...files.map((f) => ctx.mnt + f)])
+        if (out.code !== 0) throw new Error(`${name}: ${out.stderr}`)
+        const ms = JSON.parse(out.stdout)
+        for (const f of files) {
+          if (!fs.readFileSync(layers.base + f).some((c) => c !== 0x57)) throw new Error(`${name} wrote into the lower file ${f}`)
+        }
+        results[name].first.push(ms[0])
+        results[name].median.push(median(ms))
+      } finally {
+        await SYSTEMS[name].unmount(ctx, st)
+        if (isMounted(ctx.mnt)) throw new Error(`${ctx.mnt} is still mounted`)
+      }
+    }
+  }
+} finally {
+  for (const n of NAMES) for (let r = 0; r < ROUNDS; r++) if (isMounted(path.join(runs, `${n}-${r}`, 'mnt'))) await run('umount', ['-l', path.join(runs, `${n}-${r}`, 'mnt')])
+}
+const fmt = (xs) => `${median(xs).toFixed(3)} [${Math.min(...xs).toFixed(3)}–${Math.max(...xs).toFixed(3)}]`
+process.stdout.write(`| system | median per file, ms (median of ${ROUNDS} rounds [min–max]) | first file, ms |\n|---|--:|--:|\n`)
+for (const n of NAMES) process.stdout.write(`| ${SYSTEMS[n].label} | ${fmt(results[n].median)} | ${fmt(results[n].first)} |\n`)
