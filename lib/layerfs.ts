@@ -497,8 +497,9 @@ export class LayerFs {
     this.resolver.require(p, 'utime')
     const host = await this.#copyUp(p, {}, 'utime')
     this.#guard('utime', p, () => {
-      const st = fs.lstatSync(host)
-      fs.lutimesSync(host, (atimeMs ?? st.atimeMs) / 1000, (mtimeMs ?? st.mtimeMs) / 1000)
+      // A time left as it is (UTIME_OMIT) is read first; tar and cp -p set both.
+      const st = atimeMs === undefined || mtimeMs === undefined ? fs.lstatSync(host) : undefined
+      fs.lutimesSync(host, (atimeMs ?? st!.atimeMs) / 1000, (mtimeMs ?? st!.mtimeMs) / 1000)
     })
   }
 
@@ -833,6 +834,9 @@ export class LayerFs {
 
   async #copyUp(p: UnionPath, opts: CopyUpOptions, syscall: string): Promise<string> {
     if (!this.#copyCtx) throw new FsError('EROFS', syscall, p)
+    // Already in the rw branch (then so are its parents): no copy-up, no walk up its parents.
+    const top = this.resolver.resolve(p)?.hits[0]
+    if (top && top.branch === this.#upper) return top.host
     return copyUp(this.#copyCtx, p, opts)
   }
 

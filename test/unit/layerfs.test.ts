@@ -81,6 +81,16 @@ describe('LayerFs: copy-up (union-contract.md "Writes")', () => {
       expect(shape(core.resolver.resolve(p))).toEqual(shape(fresh.resolve(p)))
     }
   })
+  it('utimens sets both times, or one and keeps the other; on a lower file and then on its copy', async () => {
+    const { core, up } = setup({}, { d: { f: file('x', 0o644, 1_000_000) } })
+    await core.utimens('/d/f', 2_000_000_000, 3_000_000_000) // copies up
+    const t = (): [number, number] => { const st = fs.lstatSync(up + '/d/f'); return [st.atimeMs, st.mtimeMs] }
+    expect(t()).toEqual([2_000_000_000, 3_000_000_000])
+    await core.utimens('/d/f', undefined, 4_000_000_000) // already up: no copy-up walk
+    expect(t()).toEqual([2_000_000_000, 4_000_000_000])
+    await core.utimens('/d/f', 5_000_000_000, undefined)
+    expect(t()).toEqual([5_000_000_000, 4_000_000_000])
+  })
   it('keeps the inode number across copy-up', async () => {
     const { core } = setup({}, { f: 'x' })
     const ino = core.getattr('/f').ino
