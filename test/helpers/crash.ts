@@ -189,6 +189,19 @@ function describe(s: State | undefined, o: Obs | undefined): string {
   return `expected ${s ? JSON.stringify(s) : 'absent'}, found ${o ? JSON.stringify(o) : 'absent'}`
 }
 
+/** Resolves once any of the journals holds an acknowledged record, or after `limitMs`. */
+async function firstAck(journals: readonly string[], limitMs: number): Promise<void> {
+  const deadline = Date.now() + limitMs
+  const acked = (f: string): boolean => {
+    try {
+      return fs.readFileSync(f, 'utf8').includes('"t": "A"')
+    } catch {
+      return false // not written yet
+    }
+  }
+  while (Date.now() < deadline && !journals.some(acked)) await new Promise((r) => setTimeout(r, 5))
+}
+
 function readJournal(file: string): Rec[] {
   if (!fs.existsSync(file)) return []
   return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Rec)
@@ -253,6 +266,11 @@ export async function crashSession(opts: CrashOptions): Promise<CrashReport> {
         fs.rmSync(path.join(root, `journal-${c}.log`), { force: true })
         clients.push(runClient([mnt, plan, path.join(root, `journal-${c}.log`), String(c), String(round), String(Math.floor(rnd() * 1e9))]))
       }
+      // The random delay counts from the first acknowledged operation, not from the clients'
+      // start: on a loaded machine python's start-up and a slow first copy-up could otherwise use
+      // up the whole delay, and the kills would land before any work (a vacuous round).
+      const journalFiles = Array.from({ length: opts.clients }, (_, c) => path.join(root, `journal-${c}.log`))
+      await firstAck(journalFiles, 15_000)
       const [lo, hi] = opts.killDelayMs
       await new Promise((r) => setTimeout(r, lo + rnd() * (hi - lo)))
       process.kill(pid, 'SIGKILL')
