@@ -3,6 +3,7 @@
 // lib/fs.ts uses its lstat when present. Without it everything works, on fuse-native and with
 // Node's own lstat. Imports nothing of layerfs: lib/fs.ts depends on it.
 import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
 
 // lib/ in the sources (tests), dist/lib/ once built.
 const CANDIDATES = ['../native/build/Release/layerfs_fuse.node', '../../native/build/Release/layerfs_fuse.node']
@@ -15,7 +16,7 @@ export function nativeAddon(): object | Error {
     const require = createRequire(import.meta.url)
     for (const rel of CANDIDATES) {
       try {
-        loaded = require(new URL(rel, import.meta.url).pathname) as object
+        loaded = require(fileURLToPath(new URL(rel, import.meta.url))) as object
         break
       } catch (e) {
         loaded = e as Error
