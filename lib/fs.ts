@@ -19,18 +19,9 @@ export type FileStats = Pick<fs.Stats, 'mode' | 'nlink' | 'uid' | 'gid' | 'rdev'
 
 const S_IFMT = 0o170000
 
-/** An lstat read by the addon: plain numbers (Node's fs.Stats also builds four Dates per call). */
-class NativeStats implements FileStats {
-  readonly mode: number; readonly nlink: number; readonly uid: number; readonly gid: number
-  readonly rdev: number; readonly size: number; readonly blksize: number; readonly blocks: number
-  readonly ino: number; readonly dev: number; readonly atimeMs: number; readonly mtimeMs: number; readonly ctimeMs: number
-
-  constructor(o: Float64Array) {
-    this.mode = o[0]!; this.nlink = o[1]!; this.uid = o[2]!; this.gid = o[3]!; this.rdev = o[4]!; this.size = o[5]!
-    this.blksize = o[6]!; this.blocks = o[7]!; this.ino = o[8]!; this.dev = o[9]!
-    this.atimeMs = o[10]!; this.mtimeMs = o[11]!; this.ctimeMs = o[12]!
-  }
-
+/** fs.Stats's type tests, from `mode` alone: for the stats layerfs builds itself. */
+export abstract class TypedByMode {
+  abstract readonly mode: number
   isDirectory(): boolean { return (this.mode & S_IFMT) === 0o040000 }
   isFile(): boolean { return (this.mode & S_IFMT) === 0o100000 }
   isSymbolicLink(): boolean { return (this.mode & S_IFMT) === 0o120000 }
@@ -38,6 +29,20 @@ class NativeStats implements FileStats {
   isBlockDevice(): boolean { return (this.mode & S_IFMT) === 0o060000 }
   isFIFO(): boolean { return (this.mode & S_IFMT) === 0o010000 }
   isSocket(): boolean { return (this.mode & S_IFMT) === 0o140000 }
+}
+
+/** An lstat read by the addon: plain numbers (Node's fs.Stats also builds four Dates per call). */
+class NativeStats extends TypedByMode implements FileStats {
+  readonly mode: number; readonly nlink: number; readonly uid: number; readonly gid: number
+  readonly rdev: number; readonly size: number; readonly blksize: number; readonly blocks: number
+  readonly ino: number; readonly dev: number; readonly atimeMs: number; readonly mtimeMs: number; readonly ctimeMs: number
+
+  constructor(o: Float64Array) {
+    super()
+    this.mode = o[0]!; this.nlink = o[1]!; this.uid = o[2]!; this.gid = o[3]!; this.rdev = o[4]!; this.size = o[5]!
+    this.blksize = o[6]!; this.blocks = o[7]!; this.ino = o[8]!; this.dev = o[9]!
+    this.atimeMs = o[10]!; this.mtimeMs = o[11]!; this.ctimeMs = o[12]!
+  }
 }
 
 const addon = nativeAddon()

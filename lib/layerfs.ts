@@ -645,15 +645,13 @@ export class LayerFs {
    */
   #own(host: string, owner: Owner | undefined, mode?: number): void {
     if (!owner) return
-    // The daemon's own user and group (most creates, when root runs the tools): the entry
-    // already is theirs, or the setgid parent's group as it should be; nothing to stat or chown.
-    if (owner.uid === this.#uid && owner.gid === this.#gid) {
-      if (mode !== undefined && mode & SETID_BITS) fs.chmodSync(host, mode & 0o7777)
-      return
+    // The daemon's own user and group (most creates, when root runs the tools) already own it,
+    // or the setgid parent's group does, as it should: nothing to stat or chown then.
+    if (owner.uid !== this.#uid || owner.gid !== this.#gid) {
+      const parentSetgid = (fs.statSync(host.slice(0, host.lastIndexOf('/')) || '/').mode & S_ISGID) !== 0
+      const gid = parentSetgid ? -1 : owner.gid
+      if (owner.uid !== this.#uid || (gid !== -1 && gid !== this.#gid)) fs.lchownSync(host, owner.uid, gid)
     }
-    const parentSetgid = (fs.statSync(host.slice(0, host.lastIndexOf('/')) || '/').mode & S_ISGID) !== 0
-    const gid = parentSetgid ? -1 : owner.gid
-    if (owner.uid !== this.#uid || (gid !== -1 && gid !== this.#gid)) fs.lchownSync(host, owner.uid, gid)
     if (mode !== undefined && mode & SETID_BITS) fs.chmodSync(host, mode & 0o7777)
   }
 
@@ -834,9 +832,6 @@ export class LayerFs {
 
   async #copyUp(p: UnionPath, opts: CopyUpOptions, syscall: string): Promise<string> {
     if (!this.#copyCtx) throw new FsError('EROFS', syscall, p)
-    // Already in the rw branch (then so are its parents): no copy-up, no walk up its parents.
-    const top = this.resolver.resolve(p)?.hits[0]
-    if (top && top.branch === this.#upper) return top.host
     return copyUp(this.#copyCtx, p, opts)
   }
 

@@ -23,13 +23,13 @@ export class InodeTable {
 
   /** The number for a host identity, allocated on first sight. */
   numberFor(id: HostId): number {
-    let inos = this.#byDev.get(id.dev)
-    if (inos === undefined) this.#byDev.set(id.dev, (inos = new Map()))
+    const inos = this.#inos(id.dev)
     let n = inos.get(id.ino)
     if (n === undefined) {
       n = this.#next++
       if (this.#next > 0xffff_fff0) this.#next = 2 // wrap far beyond any realistic mount lifetime
-      this.#set(id, n)
+      inos.set(id.ino, n)
+      this.#size++
     }
     return n
   }
@@ -53,9 +53,14 @@ export class InodeTable {
   }
 
   #set(id: HostId, n: number): void {
-    let inos = this.#byDev.get(id.dev)
-    if (inos === undefined) this.#byDev.set(id.dev, (inos = new Map()))
+    const inos = this.#inos(id.dev)
     if (!inos.has(id.ino)) this.#size++
     inos.set(id.ino, n)
+  }
+
+  #inos(dev: number): Map<number, number> {
+    let inos = this.#byDev.get(dev)
+    if (inos === undefined) this.#byDev.set(dev, (inos = new Map()))
+    return inos
   }
 }

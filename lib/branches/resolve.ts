@@ -1,6 +1,6 @@
 // Lookup across branches (the namei.c analogue): one Resolution per union path, cached.
 import { FsError } from '../errors.js'
-import { fs, getXattr, lstatOrUndefined, type FileStats } from '../fs.js'
+import { fs, getXattr, lstatOrUndefined, TypedByMode, type FileStats } from '../fs.js'
 import { createLogger } from '../log.js'
 import { baseName, parentOf, type UnionPath } from '../paths.js'
 import {
@@ -16,7 +16,6 @@ const log = createLogger('layerfs:resolve')
 /** Read-only directories up to this size (ext4: ~8k entries) have their names indexed. */
 const DIR_INDEX_MAX_BYTES = 256 * 1024
 
-/** One branch's entry for a union path. */
 /**
  * What a resolution keeps of an entry's lstat: its type and identity. fs.Stats has it all; a
  * cached resolution keeps only these (EntryStats), a tenth of the memory of a Stats with its
@@ -35,14 +34,10 @@ export interface HitStats {
   isCharacterDevice(): boolean
 }
 
-const S_IFMT = 0o170000
-
-class EntryStats implements HitStats {
-  constructor(readonly mode: number, readonly size: number, readonly nlink: number, readonly dev: number, readonly ino: number, readonly rdev: number) {}
-  isDirectory(): boolean { return (this.mode & S_IFMT) === 0o040000 }
-  isFile(): boolean { return (this.mode & S_IFMT) === 0o100000 }
-  isSymbolicLink(): boolean { return (this.mode & S_IFMT) === 0o120000 }
-  isCharacterDevice(): boolean { return (this.mode & S_IFMT) === 0o020000 }
+class EntryStats extends TypedByMode implements HitStats {
+  constructor(readonly mode: number, readonly size: number, readonly nlink: number, readonly dev: number, readonly ino: number, readonly rdev: number) {
+    super()
+  }
 }
 
 function slim(res: Resolution): Resolution {
@@ -52,6 +47,7 @@ function slim(res: Resolution): Resolution {
   }
 }
 
+/** One branch's entry for a union path. */
 export interface BranchHit {
   readonly branch: Branch
   /** The host path of the entry in that branch. */

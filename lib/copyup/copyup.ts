@@ -38,14 +38,24 @@ export interface CopyUpOptions {
  * errno of the branch I/O that failed (ENOSPC…), leaving nothing visible half-copied.
  */
 export async function copyUp(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions = {}): Promise<string> {
+  const up = upperHost(ctx, path)
+  if (up !== undefined) return up
   for (const dir of ancestorsAndSelf(parentOf(path))) await copyUpOne(ctx, dir, {})
   return copyUpOne(ctx, path, opts)
 }
 
 /** Ensures the directory `dir` (and its parents) exists in the rw branch; returns its host path. */
 export async function copyUpDirChain(ctx: CopyUpContext, dir: UnionPath): Promise<string> {
+  const up = upperHost(ctx, dir)
+  if (up !== undefined) return up
   for (const d of ancestorsAndSelf(dir)) await copyUpOne(ctx, d, {})
   return ctx.upper.host(dir)
+}
+
+/** The host path of `path` when it already is in the rw branch (then so are all its parents). */
+function upperHost(ctx: CopyUpContext, path: UnionPath): string | undefined {
+  const top = ctx.resolver.resolve(path)?.hits[0]
+  return top && top.branch === ctx.upper ? top.host : undefined
 }
 
 function copyUpOne(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): Promise<string> {

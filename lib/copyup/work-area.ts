@@ -5,6 +5,8 @@ import { WORK_DIR } from '../whiteout/encoding.js'
 
 export class WorkArea {
   readonly dir: string
+  /** The owner of entries created in the work area (known after prepare()). */
+  owner: { readonly uid: number; readonly gid: number } | undefined
   #counter = 0
 
   constructor(upperRoot: string) {
@@ -24,9 +26,6 @@ export class WorkArea {
     const st = fs.lstatSync(this.dir)
     this.owner = { uid: process.geteuid?.() ?? st.uid, gid: st.mode & 0o2000 ? st.gid : process.getegid?.() ?? st.gid }
   }
-
-  /** The owner of entries created in the work area (known after prepare()). */
-  owner: { readonly uid: number; readonly gid: number } | undefined
 
   /** Removes the work area (clean unmount): a kept rw branch then holds only the layer diff. */
   remove(): void {
