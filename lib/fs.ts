@@ -105,6 +105,45 @@ export function copyFileData(src: string, dst: string, size = Infinity): Promise
   return fs.promises.copyFile(src, dst, mode)
 }
 
+/** A regular file copied up by the addon in one call (copyUpFileInOneCall). */
+export interface CopiedFile {
+  /** The copy in place, after the rename (undefined: fstat failed; lstat it). */
+  readonly stats: FileStats | undefined
+  /** xattr names the source has. */
+  readonly xattrs: number
+  /** xattrs the rw branch refused (the copy is kept without them), and the first refusal's errno. */
+  readonly xattrFailures: number
+  readonly xattrErrno: number
+}
+
+type CopyUpFileCall = (src: string, tmp: string, dst: string, parent: string, uid: number, gid: number, truncate: boolean, out: Float64Array) => number
+interface CopyUpAddon { copyUpFile: CopyUpFileCall; copyUpFileAsync: (...args: Parameters<CopyUpFileCall>) => Promise<number> }
+const copyAddon = addon instanceof Error || process.env.LAYERFS_JS_COPYUP === '1' || typeof (addon as Partial<CopyUpAddon>).copyUpFile !== 'function'
+  ? undefined
+  : (addon as CopyUpAddon)
+
+/** Whether copyUpFileInOneCall can be used (the addon is built; LAYERFS_JS_COPYUP=1: never). */
+export const canCopyUpInOneCall = copyAddon !== undefined
+
+/**
+ * Copies the regular file `src` up in one addon call (native/copy_up.c): builds it at `tmp` with
+ * the source's data (none when `truncate`), owner, mode, xattrs and times, renames it to `dst`,
+ * and gives `parent` (a host dir; '' for none) back its times. `owner`: what a new entry in the
+ * work area gets (chown only when the source differs). Off the JS thread when `size` is large.
+ * Throws errno-shaped errors; on failure nothing is left at `tmp` or `dst`.
+ */
+export async function copyUpFileInOneCall(src: string, tmp: string, dst: string, parent: string,
+  owner: { uid: number; gid: number } | undefined, truncate: boolean, size: number): Promise<CopiedFile> {
+  const out = new Float64Array(16)
+  const args = [src, tmp, dst, parent, owner?.uid ?? -1, owner?.gid ?? -1, truncate, out] as const
+  const r = truncate || size <= SYNC_COPY_MAX_BYTES ? copyAddon!.copyUpFile(...args) : await copyAddon!.copyUpFileAsync(...args)
+  if (r !== 0) {
+    const code = errnoName(r)
+    throw Object.assign(new Error(`${code}: copy-up '${src}' -> '${dst}'`), { errno: r, code, syscall: 'copyup', path: src })
+  }
+  return { stats: out[0] ? new NativeStats(out) : undefined, xattrs: out[13]!, xattrFailures: out[14]!, xattrErrno: out[15]! }
+}
+
 // mknod(2) has no Node binding; python3's os.mknod is the smallest well-known way in (it also
 // makes sockets and FIFOs). Runs asynchronously on a branch path only.
 const MKNOD_PY = 'import os,sys; os.mknod(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))'
@@ -130,6 +169,11 @@ export function mknod(host: string, mode: number, rdev: number): Promise<void> {
 // Extended attributes. The binding works on the path itself (l*xattr: symlinks are not followed)
 // and reports failures as "… (os error N)"; give them back their errno name.
 const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([k, v]) => [v, k]))
+
+/** 'ENOENT' for 2…; 'EIO' for a number without a name. */
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES.get(Math.abs(errno)) ?? 'EIO'
+}
 
 function withXattrErrno<T>(fn: () => T): T {
   try {

@@ -4,7 +4,8 @@
 // second thread, no hand-off. The protocol (decoding requests, encoding replies) is TypeScript
 // (lib/fuse/kernel/); replies are written from JS with fs.writeSync on the same descriptor.
 // Also: the passthrough ioctls (FUSE_DEV_IOC_BACKING_OPEN/CLOSE) and a write from a worker
-// thread for kernel notifications (an invalidation may wait on a request this thread serves).
+// thread for kernel notifications (an invalidation may wait on a request this thread serves),
+// and lstat into numbers for the core. copy_up.c: a regular file's copy-up in one call.
 #define _GNU_SOURCE
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -19,6 +20,7 @@
 #include <sys/stat.h>
 #include <stdio.h>
 #include <unistd.h>
+#include "layerfs.h"
 
 // From linux/fuse.h 7.40 (Debian's linux-libc-dev may be older than the running kernel).
 struct layerfs_backing_map {
@@ -323,13 +325,16 @@ static napi_value lstat_js(napi_env env, napi_callback_info info) {
   }
   struct stat st;
   if (lstat(path, &st) != 0) return number(env, -errno);
-  double *o = data;
-  o[0] = st.st_mode; o[1] = st.st_nlink; o[2] = st.st_uid; o[3] = st.st_gid; o[4] = st.st_rdev;
-  o[5] = st.st_size; o[6] = st.st_blksize; o[7] = st.st_blocks; o[8] = st.st_ino; o[9] = st.st_dev;
-  o[10] = st.st_atim.tv_sec * 1e3 + st.st_atim.tv_nsec / 1e6;
-  o[11] = st.st_mtim.tv_sec * 1e3 + st.st_mtim.tv_nsec / 1e6;
-  o[12] = st.st_ctim.tv_sec * 1e3 + st.st_ctim.tv_nsec / 1e6;
+  layerfs_stat_to_doubles(&st, data);
   return number(env, 0);
+}
+
+void layerfs_stat_to_doubles(const struct stat* st, double* o) {
+  o[0] = st->st_mode; o[1] = st->st_nlink; o[2] = st->st_uid; o[3] = st->st_gid; o[4] = st->st_rdev;
+  o[5] = st->st_size; o[6] = st->st_blksize; o[7] = st->st_blocks; o[8] = st->st_ino; o[9] = st->st_dev;
+  o[10] = st->st_atim.tv_sec * 1e3 + st->st_atim.tv_nsec / 1e6;
+  o[11] = st->st_mtim.tv_sec * 1e3 + st->st_mtim.tv_nsec / 1e6;
+  o[12] = st->st_ctim.tv_sec * 1e3 + st->st_ctim.tv_nsec / 1e6;
 }
 
 // ---- writes from a worker thread (kernel notifications) ------------------------------------
@@ -408,6 +413,8 @@ static napi_value init(napi_env env, napi_value exports) {
     { "writeOffThread", NULL, write_off_thread, NULL, NULL, NULL, napi_default, NULL },
     { "copyFileRange", NULL, copy_file_range_js, NULL, NULL, NULL, napi_default, NULL },
     { "lstat", NULL, lstat_js, NULL, NULL, NULL, napi_default, NULL },
+    { "copyUpFile", NULL, layerfs_copy_up_file, NULL, NULL, NULL, napi_default, NULL },
+    { "copyUpFileAsync", NULL, layerfs_copy_up_file_async, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -3,7 +3,7 @@ import type { Branch } from '../branches/branch.js'
 import { hostKey, type HostId, type InodeTable } from '../branches/inodes.js'
 import { isDirResolution, type HitStats, type Resolution, type Resolver } from '../branches/resolve.js'
 import { FsError, rethrow } from '../errors.js'
-import { copyFileData, fs, lstatOrUndefined, mknod, mutate, type FileStats } from '../fs.js'
+import { canCopyUpInOneCall, copyFileData, copyUpFileInOneCall, errnoName, fs, lstatOrUndefined, mknod, mutate, type FileStats } from '../fs.js'
 import { createLogger } from '../log.js'
 import { ancestorsAndSelf, parentOf, type UnionPath } from '../paths.js'
 import { copyAttrs } from './copy-attrs.js'
@@ -71,22 +71,18 @@ function copyUpOne(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): Pr
     const top = res.hits[0]!
     if (top.branch === upper) return top.host
     const dst = upper.host(path)
-    const parentHost = upper.host(parentOf(path))
-    const parentStats = path === '/' ? undefined : lstatOrUndefined(parentHost)
-    const src = lstatOrUndefined(top.host)
-    if (!src) throw new FsError('ENOENT', 'copyup', path) // the lower entry vanished underneath
+    const parentHost = path === '/' ? '' : upper.host(parentOf(path))
     const tmp = ctx.work.tempPath('copyup')
-    let xattrs: number
+    let made: Made
     try {
-      xattrs = await buildCopy(top.host, src, tmp, isDirResolution(res), opts, ctx.work.owner)
-      mutate('rename copy-up', dst, () => fs.renameSync(tmp, dst))
+      made = canCopyUpInOneCall && top.stats.isFile() && !isDirResolution(res)
+        ? await copyFileInOneCall(ctx, path, top.host, top.stats.size, tmp, dst, parentHost, opts)
+        : await copyStepByStep(ctx, path, top.host, tmp, dst, parentHost, isDirResolution(res), opts)
     } catch (e) {
       ctx.work.discard(tmp)
       rethrow(e, 'copyup', path)
     }
-    // Linking the copy into its parent changed the parent's mtime; give it back (as overlayfs).
-    if (parentStats) restoreTimes(parentHost, parentStats)
-    const copied = lstatOrUndefined(dst)
+    const copied = made.stats ?? lstatOrUndefined(dst)
     if (copied) {
       ctx.inodes.alias(copied, identityOf(res))
       // What a lookup would find now: the copy on top (a file hides the rest; a directory is not
@@ -96,8 +92,8 @@ function copyUpOne(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): Pr
     } else {
       resolver.cache.invalidate(path)
     }
-    opts.onCopied?.({ xattrs })
-    log.debug('copied up %s (%s)', path, src.isDirectory() ? 'dir' : `${src.size} bytes`)
+    opts.onCopied?.({ xattrs: made.xattrs })
+    log.debug('copied up %s (%s)', path, isDirResolution(res) ? 'dir' : `${top.stats.size} bytes`)
     if (isHardLinkedFile(top.stats)) await linkSiblings(ctx, path, top.branch, hostKey(top.stats), dst)
     return dst
   })
@@ -134,6 +130,34 @@ async function linkSiblings(ctx: CopyUpContext, path: UnionPath, branch: Branch,
 /** The host identity that names a resolution's inode: a dir's bottom hit, a file's only hit. */
 export function identityOf(res: Resolution): HostId {
   return (isDirResolution(res) ? res.hits[res.hits.length - 1]! : res.hits[0]!).stats
+}
+
+/** What a copy-up made: the copy's stats when already known, and the xattrs the source had. */
+interface Made {
+  readonly stats: FileStats | undefined
+  readonly xattrs: number
+}
+
+/** A regular file's copy-up in one addon call: the copy, its attributes, the rename, the parent's times. */
+async function copyFileInOneCall(ctx: CopyUpContext, path: UnionPath, src: string, size: number, tmp: string, dst: string, parentHost: string, opts: CopyUpOptions): Promise<Made> {
+  const c = await copyUpFileInOneCall(src, tmp, dst, parentHost, ctx.work.owner, opts.truncate === true, size)
+  if (c.xattrFailures > 0) {
+    const code = errnoName(c.xattrErrno)
+    log.warnOnce(`xattr:${code}`, 'could not copy %d xattr(s) of %s up (%s)', c.xattrFailures, path, code)
+  }
+  return c
+}
+
+/** Any entry's copy-up in Node calls: build the copy, rename it into place, give the parent back its times. */
+async function copyStepByStep(ctx: CopyUpContext, path: UnionPath, srcHost: string, tmp: string, dst: string, parentHost: string, isDir: boolean, opts: CopyUpOptions): Promise<Made> {
+  const parentStats = parentHost ? lstatOrUndefined(parentHost) : undefined
+  const src = lstatOrUndefined(srcHost)
+  if (!src) throw new FsError('ENOENT', 'copyup', path) // the lower entry vanished underneath
+  const xattrs = await buildCopy(srcHost, src, tmp, isDir, opts, ctx.work.owner)
+  mutate('rename copy-up', dst, () => fs.renameSync(tmp, dst))
+  // Linking the copy into its parent changed the parent's mtime; give it back (as overlayfs).
+  if (parentStats) restoreTimes(parentHost, parentStats)
+  return { stats: undefined, xattrs }
 }
 
 /** Builds the copy at `tmp`; returns the number of xattrs it carried. `owner`: who creates entries in the work area. */

@@ -1,0 +1,268 @@
+// Copy-up of one regular file in one addon call (the JS path in lib/copyup/ is the fallback and
+// does the same steps): open the source, create the copy in the work area, copy the data
+// (reflink, else copy_file_range, else read/write), set owner, mode, xattrs and times on the
+// copy's descriptor, rename it into place, read its stats, and give the parent dir back the
+// times that linking the copy into it changed. Through Node this is ~17 path-based calls of
+// 4–6 µs each; here it is the syscalls alone (docs/benchmarks.md, "copy-up in one call").
+// Small files are copied on the JS thread (copyUpFile); large ones on a worker (copyUpFileAsync).
+#define _GNU_SOURCE
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+#include "layerfs.h"
+
+#define PRIVATE_XATTR_PREFIX "trusted.overlay."
+#define COPY_BUF (128 * 1024)
+#define XATTR_VALUE_MAX (64 * 1024)
+
+// What one copy-up needs. Paths are copied in: the async variant reads them on a worker thread.
+typedef struct {
+  char src[PATH_MAX], tmp[PATH_MAX], dst[PATH_MAX], parent[PATH_MAX];
+  uint32_t uid, gid;  // owner a new entry in the work area gets (chown only when the source differs)
+  int truncate;       // the caller truncates at once: no data to copy
+  // Results.
+  int err;            // 0 or errno of the failed step (then nothing is left at tmp or dst)
+  int xattrs;         // names the source has (private ones included, as the JS path counts)
+  int xattr_failures; // names the upper's file system refused (the copy is kept, as in JS)
+  int xattr_errno;    // errno of the first refusal
+  struct stat out;    // the copy, after the rename
+} copy_job_t;
+
+// Source devices whose files could not be reflinked to the rw branch (one syscall saved per
+// copy-up after the first). Racy between worker threads, harmlessly: a miss only tries again.
+#define NO_CLONE_SLOTS 8
+static dev_t no_clone[NO_CLONE_SLOTS];
+static int no_clone_count;
+
+static int clone_known_unsupported(dev_t dev) {
+  for (int i = 0; i < no_clone_count && i < NO_CLONE_SLOTS; i++)
+    if (no_clone[i] == dev) return 1;
+  return 0;
+}
+
+// Copies `size` bytes (the source's size at fstat: a read-only branch does not change under us).
+static int copy_data(int in, int out, dev_t dev, off_t size) {
+  if (!clone_known_unsupported(dev)) {
+    if (ioctl(out, FICLONE, in) == 0) return 0;
+    if ((errno == EOPNOTSUPP || errno == EXDEV || errno == EINVAL) && no_clone_count < NO_CLONE_SLOTS)
+      no_clone[no_clone_count++] = dev;
+  }
+  // copy_file_range (a kernel-side copy); read/write where the kernel refuses it.
+  off_t done = 0;
+  while (done < size) {
+    ssize_t n = copy_file_range(in, NULL, out, NULL, (size_t)(size - done), 0);
+    if (n > 0) { done += n; continue; }
+    if (n == 0) return 0;  // shorter than it was
+    if (errno == EINTR) continue;
+    if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) return errno;
+    break;
+  }
+  if (done >= size) return 0;
+  char* buf = malloc(COPY_BUF);
+  if (!buf) return ENOMEM;
+  int err = 0;
+  for (;;) {
+    ssize_t n = read(in, buf, COPY_BUF);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) { err = n < 0 ? errno : 0; break; }
+    for (ssize_t off = 0; off < n;) {
+      ssize_t w = write(out, buf + off, (size_t)(n - off));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) { err = errno; goto done; }
+      off += w;
+    }
+  }
+done:
+  free(buf);
+  return err;
+}
+
+// Copies every xattr but overlayfs's own bookkeeping; a refused one is counted, not fatal.
+static int copy_xattrs(copy_job_t* j, int in, int out) {
+  char small[1024];
+  char* names = small;
+  ssize_t len = flistxattr(in, small, sizeof small);
+  if (len < 0 && errno == ERANGE) {
+    len = flistxattr(in, NULL, 0);
+    if (len < 0) return errno;
+    names = malloc((size_t)len + 1);
+    if (!names) return ENOMEM;
+    len = flistxattr(in, names, (size_t)len);
+  }
+  if (len < 0) {
+    int err = errno;
+    if (names != small) free(names);
+    return err == ENOTSUP ? 0 : err;
+  }
+  char* value = len > 0 ? malloc(XATTR_VALUE_MAX) : NULL;
+  int err = len > 0 && !value ? ENOMEM : 0;
+  for (char* name = names; !err && name < names + len; name += strlen(name) + 1) {
+    j->xattrs++;
+    if (strncmp(name, PRIVATE_XATTR_PREFIX, sizeof PRIVATE_XATTR_PREFIX - 1) == 0) continue;
+    ssize_t n = fgetxattr(in, name, value, XATTR_VALUE_MAX);
+    if (n < 0) {
+      if (errno == ENODATA) continue;  // removed meanwhile
+      err = errno;
+      break;
+    }
+    if (fsetxattr(out, name, value, (size_t)n, 0) != 0) {
+      if (j->xattr_failures++ == 0) j->xattr_errno = errno;
+    }
+  }
+  free(value);
+  if (names != small) free(names);
+  return err;
+}
+
+static void copy_up(copy_job_t* j) {
+  struct stat st, parent;
+  int have_parent = j->parent[0] && stat(j->parent, &parent) == 0;
+  int in = open(j->src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (in < 0) { j->err = errno; return; }
+  int out = -1, err = 0;
+  if (fstat(in, &st) != 0) { err = errno; goto fail; }
+  if (!S_ISREG(st.st_mode)) { err = EINVAL; goto fail; }
+  out = open(j->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (out < 0) { err = errno; goto fail; }
+  if (!j->truncate && st.st_size > 0 && (err = copy_data(in, out, st.st_dev, st.st_size))) goto fail;
+  mode_t mode = st.st_mode & 07777;
+  if (st.st_uid != j->uid || st.st_gid != j->gid) {
+    if (fchown(out, st.st_uid, st.st_gid) != 0) { err = errno; goto fail; }
+    if (fchmod(out, mode) != 0) { err = errno; goto fail; }  // after the chown: it clears setid bits
+  } else if (mode != 0600 && fchmod(out, mode) != 0) {
+    err = errno;
+    goto fail;
+  }
+  if ((err = copy_xattrs(j, in, out))) goto fail;
+  struct timespec times[2] = { st.st_atim, st.st_mtim };
+  if (futimens(out, times) != 0) { err = errno; goto fail; }
+  if (rename(j->tmp, j->dst) != 0) { err = errno; goto fail; }
+  if (fstat(out, &j->out) != 0) memset(&j->out, 0, sizeof j->out);  // mode 0: JS lstats instead
+  close(out);
+  close(in);
+  // Linking the copy into its parent changed the parent's mtime; give it back (as overlayfs).
+  if (have_parent) {
+    struct timespec ptimes[2] = { parent.st_atim, parent.st_mtim };
+    utimensat(AT_FDCWD, j->parent, ptimes, AT_SYMLINK_NOFOLLOW);  // cosmetic: ignore a failure
+  }
+  return;
+fail:
+  if (out >= 0) {
+    close(out);
+    unlink(j->tmp);
+  }
+  close(in);
+  j->err = err;
+}
+
+// ---- JS side ------------------------------------------------------------------------------
+
+// Arguments: (src, tmp, dst, parent, uid, gid, truncate, out: Float64Array(16)).
+static int read_job(napi_env env, napi_callback_info info, copy_job_t* j, napi_value* out_array) {
+  napi_value argv[8];
+  size_t argc = 8;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 8) {
+    napi_throw_type_error(env, NULL, "copyUpFile: missing arguments");
+    return 0;
+  }
+  char* paths[4] = { j->src, j->tmp, j->dst, j->parent };
+  for (int i = 0; i < 4; i++) {
+    size_t len;
+    if (napi_get_value_string_utf8(env, argv[i], paths[i], PATH_MAX, &len) != napi_ok || len >= PATH_MAX - 1) {
+      napi_throw_type_error(env, NULL, "copyUpFile: bad or too long path");
+      return 0;
+    }
+  }
+  bool truncate = false;
+  if (napi_get_value_uint32(env, argv[4], &j->uid) != napi_ok || napi_get_value_uint32(env, argv[5], &j->gid) != napi_ok ||
+      napi_get_value_bool(env, argv[6], &truncate) != napi_ok) {
+    napi_throw_type_error(env, NULL, "copyUpFile: bad owner or flag");
+    return 0;
+  }
+  j->truncate = truncate;
+  napi_typedarray_type type;
+  size_t count;
+  if (napi_get_typedarray_info(env, argv[7], &type, &count, NULL, NULL, NULL) != napi_ok || type != napi_float64_array || count < 16) {
+    napi_throw_type_error(env, NULL, "copyUpFile: out must be a Float64Array of 16");
+    return 0;
+  }
+  *out_array = argv[7];
+  return 1;
+}
+
+// out: the copy's stats as lstat_js writes them (0–12), then xattrs, refused xattrs, first refusal's errno.
+static double finish(napi_env env, copy_job_t* j, napi_value out_array) {
+  if (j->err) return -j->err;
+  void* data;
+  napi_get_typedarray_info(env, out_array, NULL, NULL, &data, NULL, NULL);
+  double* o = data;
+  layerfs_stat_to_doubles(&j->out, o);
+  o[13] = j->xattrs;
+  o[14] = j->xattr_failures;
+  o[15] = j->xattr_errno;
+  return 0;
+}
+
+// copyUpFile(src, tmp, dst, parent, uid, gid, truncate, out) -> 0 | -errno, on the JS thread.
+napi_value layerfs_copy_up_file(napi_env env, napi_callback_info info) {
+  copy_job_t* j = calloc(1, sizeof *j);
+  if (!j) return NULL;
+  napi_value out_array, result;
+  if (!read_job(env, info, j, &out_array)) { free(j); return NULL; }
+  copy_up(j);
+  napi_create_double(env, finish(env, j, out_array), &result);
+  free(j);
+  return result;
+}
+
+typedef struct {
+  copy_job_t job;
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref out_array;
+} async_copy_t;
+
+static void async_execute(napi_env env, void* data) {
+  (void)env;
+  copy_up(&((async_copy_t*)data)->job);
+}
+
+static void async_complete(napi_env env, napi_status status, void* data) {
+  (void)status;
+  async_copy_t* a = data;
+  napi_value out_array, result;
+  napi_get_reference_value(env, a->out_array, &out_array);
+  napi_create_double(env, finish(env, &a->job, out_array), &result);
+  napi_resolve_deferred(env, a->deferred, result);
+  napi_delete_reference(env, a->out_array);
+  napi_delete_async_work(env, a->work);
+  free(a);
+}
+
+// copyUpFileAsync(...same) -> Promise<0 | -errno>, the copy on a libuv worker thread.
+napi_value layerfs_copy_up_file_async(napi_env env, napi_callback_info info) {
+  async_copy_t* a = calloc(1, sizeof *a);
+  if (!a) return NULL;
+  napi_value out_array, promise, name;
+  if (!read_job(env, info, &a->job, &out_array)) { free(a); return NULL; }
+  if (napi_create_reference(env, out_array, 1, &a->out_array) != napi_ok ||
+      napi_create_promise(env, &a->deferred, &promise) != napi_ok) {
+    free(a);
+    napi_throw_error(env, NULL, "copyUpFileAsync: out of memory");
+    return NULL;
+  }
+  napi_create_string_utf8(env, "layerfs:copyup", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, async_execute, async_complete, a, &a->work);
+  napi_queue_async_work(env, a->work);
+  return promise;
+}

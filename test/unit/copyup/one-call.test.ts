@@ -1,0 +1,177 @@
+// A regular file's copy-up in one addon call (native/copy_up.c) against the step-by-step Node
+// path (LAYERFS_JS_COPYUP=1): both run on the same lower files here, and must leave the same
+// rw branch (data, owner, mode, times, xattrs, the parents' times), nothing in the work area,
+// and nothing half-copied on failure.
+import { execFileSync } from 'node:child_process'
+import * as crypto from 'node:crypto'
+import * as fs from 'node:fs'
+import * as xattr from '@napi-rs/xattr'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { nativeAddon } from '../../../lib/native.js'
+import type { LayerFs } from '../../../lib/layerfs.js'
+import { file, makeFixture, type Fixture, type Tree } from '../../helpers/fixture.js'
+
+const built = !(nativeAddon() instanceof Error)
+const root = process.getuid?.() === 0
+const { O_WRONLY, O_TRUNC } = fs.constants
+
+let fixtures: Fixture[] = []
+const mounted: string[] = []
+afterEach(() => {
+  for (const m of mounted.splice(0)) execFileSync('umount', [m])
+  for (const f of fixtures.splice(0)) f.cleanup()
+  delete process.env.LAYERFS_JS_COPYUP
+})
+
+/** A fresh module graph whose lib/fs.ts reads LAYERFS_JS_COPYUP as set here. */
+async function coreOn(spec: string, jsPath: boolean): Promise<LayerFs> {
+  vi.resetModules()
+  if (jsPath) process.env.LAYERFS_JS_COPYUP = '1'
+  else delete process.env.LAYERFS_JS_COPYUP
+  const { canCopyUpInOneCall } = await import('../../../lib/fs.js')
+  expect(canCopyUpInOneCall).toBe(!jsPath)
+  const { UnionView } = await import('../../../lib/union-view.js')
+  return new UnionView(spec).core
+}
+
+const LOWER: Tree = {
+  d: {
+    plain: file('data', 0o644, 1_000_000),
+    exec: file('#!/bin/sh\n', 0o755, 1_000_001),
+    setuid: file('s', 0o4755, 1_000_002),
+    private: file('p', 0o600, 1_000_003),
+    empty: file('', 0o644, 1_000_004),
+    trunc: file('will be cut', 0o640, 1_000_005),
+    xattrs: file('x', 0o644, 1_000_006),
+    now: 'times with nanoseconds',
+    e: { deep: file('deep', 0o444, 1_000_007) },
+  },
+}
+const FILES = ['/d/plain', '/d/exec', '/d/setuid', '/d/private', '/d/empty', '/d/trunc', '/d/xattrs', '/d/now', '/d/e/deep', '/d/big']
+
+function makeLower(fx: Fixture): string {
+  const low = fx.dir('L')
+  fs.writeFileSync(`${low}/d/big`, crypto.createHash('sha512').update('seed').digest().toString('hex').repeat(4000)) // 512 KB: off the JS thread
+  fs.utimesSync(`${low}/d/big`, 1_000_008, 1_000_008)
+  xattr.setAttributeSync(`${low}/d/xattrs`, 'user.small', Buffer.from('v'))
+  xattr.setAttributeSync(`${low}/d/xattrs`, 'user.large', Buffer.alloc(3000, 7))
+  if (root) {
+    xattr.setAttributeSync(`${low}/d/xattrs`, 'trusted.overlay.origin', Buffer.from('private')) // never travels up
+    fs.chownSync(`${low}/d/private`, 1234, 5678)
+    fs.chmodSync(`${low}/d/private`, 0o2750) // chown cleared it
+  }
+  fs.chmodSync(`${low}/d`, 0o750)
+  fs.utimesSync(`${low}/d`, 2_000_000, 2_000_000)
+  fs.utimesSync(`${low}/d/e`, 2_000_001, 2_000_001)
+  return low
+}
+
+/** What the rw branch holds for each path: attributes, a hash of the data, xattrs, ns times. */
+function describeUpper(up: string, paths: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const p of [...paths, '/d', '/d/e']) {
+    const st = fs.lstatSync(up + p, { bigint: true })
+    const names = xattr.listAttributesSync(up + p).sort()
+    out[p] = {
+      mode: Number(st.mode & 0o7777n), uid: st.uid, gid: st.gid, size: st.size, atimeNs: st.atimeNs, mtimeNs: st.mtimeNs,
+      data: st.isFile() ? crypto.createHash('sha256').update(fs.readFileSync(up + p)).digest('hex') : 'dir',
+      xattrs: names.map((n) => `${n}=${crypto.createHash('sha256').update(xattr.getAttributeSync(up + p, n)!).digest('hex').slice(0, 8)}`),
+    }
+  }
+  return out
+}
+
+async function copyUpAll(jsPath: boolean): Promise<{ up: string; low: string; lowNow: fs.BigIntStats }> {
+  const fx = makeFixture({ U: {}, L: LOWER }, 'layerfs-onecall-')
+  fixtures.push(fx)
+  const low = makeLower(fx)
+  const lowNow = fs.lstatSync(`${low}/d/now`, { bigint: true }) // before the copy reads it (atime)
+  const core = await coreOn(`${fx.dir('U')}=rw:${low}=ro`, jsPath)
+  for (const p of FILES) core.release(await core.open(p, p === '/d/trunc' ? O_WRONLY | O_TRUNC : O_WRONLY))
+  expect(fs.readdirSync(`${fx.dir('U')}/.wh..wh.layerfs.work`)).toEqual([])
+  return { up: fx.dir('U'), low, lowNow }
+}
+
+describe.skipIf(!built)('copy-up in one addon call', () => {
+  it('leaves the rw branch exactly as the step-by-step path does', async () => {
+    const native = await copyUpAll(false)
+    const js = await copyUpAll(true)
+    // The step-by-step path sets times through a double of milliseconds: a file with
+    // nanoseconds gets them rounded there; the one call copies them exactly.
+    const nativeView = describeUpper(native.up, FILES)
+    const jsView = describeUpper(js.up, FILES)
+    const { lowNow } = native
+    expect((nativeView['/d/now'] as { mtimeNs: bigint }).mtimeNs).toBe(lowNow.mtimeNs)
+    expect((nativeView['/d/now'] as { atimeNs: bigint }).atimeNs).toBe(lowNow.atimeNs)
+    // Not the copy-up's doing: the lookups read the lower dirs (their atime moves, and is
+    // copied with them), and the O_TRUNC open sets the truncated file's mtime.
+    for (const v of [nativeView, jsView] as Record<string, Record<string, unknown>>[]) {
+      delete v['/d/now']
+      delete v['/d']!.atimeNs
+      delete v['/d/e']!.atimeNs
+      delete v['/d/trunc']!.mtimeNs
+    }
+    expect(nativeView).toEqual(jsView)
+
+    // And what both must be, so that the same mistake in both does not pass.
+    const up = native.up
+    const st = (p: string): fs.Stats => fs.lstatSync(up + p)
+    expect([st('/d/plain').mode & 0o7777, st('/d/plain').mtimeMs]).toEqual([0o644, 1_000_000_000])
+    expect(st('/d/setuid').mode & 0o7777).toBe(0o4755)
+    expect(st('/d/e/deep').mode & 0o7777).toBe(0o444)
+    expect(fs.readFileSync(up + '/d/trunc', 'utf8')).toBe('')
+    expect(fs.readFileSync(up + '/d/big')).toEqual(fs.readFileSync(native.low + '/d/big'))
+    expect(fs.readFileSync(up + '/d/plain', 'utf8')).toBe('data')
+    expect(xattr.listAttributesSync(up + '/d/xattrs').sort()).toEqual(['user.large', 'user.small'])
+    expect(xattr.getAttributeSync(up + '/d/xattrs', 'user.large')).toEqual(Buffer.alloc(3000, 7))
+    expect([st('/d').mode & 0o7777, st('/d').mtimeMs]).toEqual([0o750, 2_000_000_000]) // restored after linking the copies in
+    expect(st('/d/e').mtimeMs).toBe(2_000_001_000)
+    if (root) expect([st('/d/private').uid, st('/d/private').gid, st('/d/private').mode & 0o7777]).toEqual([1234, 5678, 0o2750])
+  })
+
+  it.each([false, true])('a source that vanished fails with ENOENT and leaves nothing behind (step by step: %s)', async (jsPath) => {
+    const fx = makeFixture({ U: {}, L: { d: { f: 'x', g: 'y' } } }, 'layerfs-onecall-')
+    fixtures.push(fx)
+    const core = await coreOn(`${fx.dir('U')}=rw:${fx.dir('L')}=ro`, jsPath)
+    core.getattr('/d/f') // resolved and cached while it exists
+    fs.rmSync(`${fx.dir('L')}/d/f`)
+    await expect(core.open('/d/f', O_WRONLY)).rejects.toMatchObject({ code: 'ENOENT' })
+    expect(fs.readdirSync(`${fx.dir('U')}/d`)).toEqual([]) // the parent was copied up; no f, no temp
+    expect(fs.readdirSync(`${fx.dir('U')}/.wh..wh.layerfs.work`)).toEqual([])
+  })
+
+  it.skipIf(!fs.existsSync('/dev/shm')).each([false, true])('copies data from a lower on another file system (tmpfs) (step by step: %s)', async (jsPath) => {
+    const fx = makeFixture({ U: {} }, 'layerfs-onecall-')
+    fixtures.push(fx)
+    const low = fs.mkdtempSync('/dev/shm/layerfs-onecall-') // copy_file_range says EXDEV across these: read/write
+    fixtures.push({ root: low, mnt: '', dir: () => low, cleanup: () => fs.rmSync(low, { recursive: true, force: true }) })
+    const big = crypto.randomBytes(700_000)
+    fs.writeFileSync(`${low}/big`, big)
+    fs.writeFileSync(`${low}/small`, 'small')
+    const core = await coreOn(`${fx.dir('U')}=rw:${low}=ro`, jsPath)
+    for (const p of ['/big', '/small']) core.release(await core.open(p, O_WRONLY))
+    expect(fs.readFileSync(`${fx.dir('U')}/big`)).toEqual(big)
+    expect(fs.readFileSync(`${fx.dir('U')}/small`, 'utf8')).toBe('small')
+  })
+
+  it.skipIf(!root).each([false, true])('an rw branch that refuses xattrs keeps the copy without them (step by step: %s)', async (jsPath) => {
+    const fx = makeFixture({ L: { f: file('data', 0o640, 1_000_000) } }, 'layerfs-onecall-')
+    fixtures.push(fx)
+    xattr.setAttributeSync(`${fx.dir('L')}/f`, 'user.k', Buffer.from('v'))
+    const up = fx.dir('U')
+    fs.mkdirSync(up)
+    execFileSync('mount', ['-t', 'ramfs', 'none', up]) // ramfs has no user.* xattrs
+    mounted.push(up)
+    const core = await coreOn(`${up}=rw:${fx.dir('L')}=ro`, jsPath)
+    core.release(await core.open('/f', O_WRONLY))
+    expect(fs.readFileSync(`${up}/f`, 'utf8')).toBe('data')
+    expect([fs.lstatSync(`${up}/f`).mode & 0o7777, fs.lstatSync(`${up}/f`).mtimeMs]).toEqual([0o640, 1_000_000_000])
+    let value: Buffer | null | undefined
+    try {
+      value = xattr.getAttributeSync(`${up}/f`, 'user.k')
+    } catch {
+      value = undefined // ENOTSUP
+    }
+    expect(value ?? undefined).toBeUndefined()
+  })
+})
