@@ -56,7 +56,7 @@ export function nativeLstatOrUndefined(host: string): FileStats | undefined {
   const r = nativeLstat!(host, statOut)
   if (r === 0) return new NativeStats(statOut)
   if (r === -osConstants.errno.ENOENT || r === -osConstants.errno.ENOTDIR) return undefined
-  const code = ERRNO_NAMES.get(-r) ?? 'EIO'
+  const code = codeOfErrno(r)
   throw Object.assign(new Error(`${code}: lstat '${host}'`), { errno: r, code, syscall: 'lstat', path: host })
 }
 
@@ -138,18 +138,25 @@ export async function copyUpFileInOneCall(src: string, tmp: string, dst: string,
   const args = [src, tmp, dst, parent, owner?.uid ?? -1, owner?.gid ?? -1, truncate, out] as const
   const r = truncate || size <= SYNC_COPY_MAX_BYTES ? copyAddon!.copyUpFile(...args) : await copyAddon!.copyUpFileAsync(...args)
   if (r !== 0) {
-    const code = errnoName(r)
+    const code = codeOfErrno(r)
     throw Object.assign(new Error(`${code}: copy-up '${src}' -> '${dst}'`), { errno: r, code, syscall: 'copyup', path: src })
   }
   return { stats: out[0] ? new NativeStats(out) : undefined, xattrs: out[13]!, xattrFailures: out[14]!, xattrErrno: out[15]! }
 }
 
-// mknod(2) has no Node binding; python3's os.mknod is the smallest well-known way in (it also
-// makes sockets and FIFOs). Runs asynchronously on a branch path only.
+// mknod(2) has no Node binding: the addon's, or else python3's os.mknod (the smallest well-known
+// way in; it also makes sockets and FIFOs), run asynchronously on a branch path only.
 const MKNOD_PY = 'import os,sys; os.mknod(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))'
+const nativeMknod = addon instanceof Error ? undefined : (addon as { mknod?: (host: string, mode: number, rdev: number) => number }).mknod
 
 /** mknod(2) on a branch path. Rejects with the errno name of the failure (EEXIST, EPERM…). */
 export function mknod(host: string, mode: number, rdev: number): Promise<void> {
+  if (nativeMknod && process.env.LAYERFS_PYTHON_MKNOD !== '1') {
+    const r = nativeMknod(host, mode, rdev)
+    if (r === 0) return Promise.resolve()
+    const code = codeOfErrno(r)
+    return Promise.reject(Object.assign(new Error(`${code}: mknod '${host}'`), { errno: r, code, syscall: 'mknod', path: host }))
+  }
   return new Promise((resolve, reject) => {
     execFile('python3', ['-c', MKNOD_PY, host, String(mode), String(rdev)], (err, _o, stderr) => {
       if (!err) return resolve()
@@ -171,7 +178,7 @@ export function mknod(host: string, mode: number, rdev: number): Promise<void> {
 const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([k, v]) => [v, k]))
 
 /** 'ENOENT' for 2…; 'EIO' for a number without a name. */
-export function errnoName(errno: number): string {
+export function codeOfErrno(errno: number): string {
   return ERRNO_NAMES.get(Math.abs(errno)) ?? 'EIO'
 }
 

@@ -25,6 +25,7 @@ export async function warmUp(dir: string): Promise<boolean> {
     fs.writeFileSync(`${dir}/lower/d/f`, Buffer.alloc(4096, 1))
     fs.writeFileSync(`${dir}/lower/d/g`, 'g')
     fs.writeFileSync(`${dir}/lower/d/e/h`, 'h')
+    fs.writeFileSync(`${dir}/lower/d/r`, 'r')
     fs.symlinkSync('f', `${dir}/lower/d/l`)
     const core = new LayerFs([{ path: `${dir}/upper`, mode: 'rw' }, { path: `${dir}/lower`, mode: 'ro' }], { cacheSize: 64 })
     try {
@@ -46,7 +47,7 @@ export async function warmUp(dir: string): Promise<boolean> {
   }
 }
 
-/** What a container's first seconds do: look up, list, read, copy up, write, create, rename, delete. */
+/** What a container's first seconds do: look up, list, read, copy up, write, create, rename, link, delete. */
 async function exercise(core: LayerFs): Promise<void> {
   const buf = Buffer.alloc(4096)
   for (const p of ['/', '/d', '/d/f', '/d/e', '/d/e/h', '/d/l']) core.getattr(p)
@@ -71,5 +72,8 @@ async function exercise(core: LayerFs): Promise<void> {
   await core.unlink('/d/dir/moved')
   await core.rmdir('/d/dir')
   await core.unlink('/d/g') // a whiteout
+  await core.rename('/d/r', '/d/e/r2') // a lower file: copy-up, whiteout, rename
+  await core.symlink('r2', '/d/e/s')
+  await core.link('/d/e/r2', '/d/e/r3')
   core.readdir('/d')
 }

@@ -5,7 +5,7 @@
 // (lib/fuse/kernel/); replies are written from JS with fs.writeSync on the same descriptor.
 // Also: the passthrough ioctls (FUSE_DEV_IOC_BACKING_OPEN/CLOSE) and a write from a worker
 // thread for kernel notifications (an invalidation may wait on a request this thread serves),
-// and lstat into numbers for the core. copy_up.c: a regular file's copy-up in one call.
+// and lstat into numbers and mknod for the core. copy_up.c: a regular file's copy-up in one call.
 #define _GNU_SOURCE
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -329,6 +329,22 @@ static napi_value lstat_js(napi_env env, napi_callback_info info) {
   return number(env, 0);
 }
 
+// mknod(path, mode, rdev) -> 0 | -errno: FIFOs, sockets and device nodes (Node has no mknod).
+static napi_value mknod_js(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  char path[4096];
+  size_t len;
+  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len >= sizeof path - 1)
+    return number(env, -ENAMETOOLONG);
+  uint32_t mode;
+  double rdev;
+  CHECK(napi_get_value_uint32(env, argv[1], &mode));
+  CHECK(napi_get_value_double(env, argv[2], &rdev));
+  if (mknod(path, (mode_t)mode, (dev_t)rdev) != 0) return number(env, -errno);
+  return number(env, 0);
+}
+
 void layerfs_stat_to_doubles(const struct stat* st, double* o) {
   o[0] = st->st_mode; o[1] = st->st_nlink; o[2] = st->st_uid; o[3] = st->st_gid; o[4] = st->st_rdev;
   o[5] = st->st_size; o[6] = st->st_blksize; o[7] = st->st_blocks; o[8] = st->st_ino; o[9] = st->st_dev;
@@ -413,6 +429,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "writeOffThread", NULL, write_off_thread, NULL, NULL, NULL, napi_default, NULL },
     { "copyFileRange", NULL, copy_file_range_js, NULL, NULL, NULL, napi_default, NULL },
     { "lstat", NULL, lstat_js, NULL, NULL, NULL, napi_default, NULL },
+    { "mknod", NULL, mknod_js, NULL, NULL, NULL, napi_default, NULL },
     { "copyUpFile", NULL, layerfs_copy_up_file, NULL, NULL, NULL, napi_default, NULL },
     { "copyUpFileAsync", NULL, layerfs_copy_up_file_async, NULL, NULL, NULL, napi_default, NULL },
   };

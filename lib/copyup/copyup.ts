@@ -3,7 +3,7 @@ import type { Branch } from '../branches/branch.js'
 import { hostKey, type HostId, type InodeTable } from '../branches/inodes.js'
 import { isDirResolution, type HitStats, type Resolution, type Resolver } from '../branches/resolve.js'
 import { FsError, rethrow } from '../errors.js'
-import { canCopyUpInOneCall, copyFileData, copyUpFileInOneCall, errnoName, fs, lstatOrUndefined, mknod, mutate, type FileStats } from '../fs.js'
+import { canCopyUpInOneCall, copyFileData, copyUpFileInOneCall, codeOfErrno, fs, lstatOrUndefined, mknod, mutate, type FileStats } from '../fs.js'
 import { createLogger } from '../log.js'
 import { ancestorsAndSelf, parentOf, type UnionPath } from '../paths.js'
 import { copyAttrs } from './copy-attrs.js'
@@ -142,7 +142,7 @@ interface Made {
 async function copyFileInOneCall(ctx: CopyUpContext, path: UnionPath, src: string, size: number, tmp: string, dst: string, parentHost: string, opts: CopyUpOptions): Promise<Made> {
   const c = await copyUpFileInOneCall(src, tmp, dst, parentHost, ctx.work.owner, opts.truncate === true, size)
   if (c.xattrFailures > 0) {
-    const code = errnoName(c.xattrErrno)
+    const code = codeOfErrno(c.xattrErrno)
     log.warnOnce(`xattr:${code}`, 'could not copy %d xattr(s) of %s up (%s)', c.xattrFailures, path, code)
   }
   return c
