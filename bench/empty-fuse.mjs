@@ -2,7 +2,8 @@
 // (its own /dev/fuse loop on the JS thread, protocol 7.40) and fuse-native (libfuse 2.9 with a
 // thread hop into JS) against a C libfuse 2.9 file system (same library and protocol 7.19, no JS
 // hop), each served by its own process while the probe looks up distinct names (one LOOKUP each).
-//   node bench/empty-fuse.mjs [--n 20000]      (root; takes the shared FUSE lock itself)
+//   node bench/empty-fuse.mjs [--n 20000] [--only TEXT]  (root; takes the shared FUSE lock itself;
+//                                              --only: the servers whose name contains TEXT)
 //   node bench/empty-fuse.mjs --serve MNT      (internal: the fuse-native server)
 //   node bench/empty-fuse.mjs --serve-native MNT [--timeouts] [--counts FILE]
 //                                              (internal: the native-transport server, dist/ built)
@@ -117,7 +118,7 @@ if (argv[0] === '--serve') {
       { name: 'C libfuse 2.9, multi-threaded loop', cmd: cEmpty, args: [mnt, '-f'] },
       { name: 'C libfuse 2.9, single-threaded loop', cmd: cEmpty, args: [mnt, '-f', '-s'] },
     ] : []),
-  ]
+  ].filter((v) => !argv.includes('--only') || v.name.includes(argv[argv.indexOf('--only') + 1]))
   const results = []
   // The shared lock, for the whole (short) run: this process waits for it via flock(1) on fd 9.
   const lockFd = fs.openSync('/tmp/layerfs-fuse.lock', 'a')

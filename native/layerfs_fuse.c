@@ -248,6 +248,26 @@ static napi_value js_stop(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// reply(fd, buffer, len) -> bytes written | -errno: one reply, written at once (fs.writeSync's
+// argument checks and request object cost more than the write on this path).
+static napi_value reply_js(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  int32_t fd;
+  uint32_t len;
+  void* data;
+  size_t size;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_get_buffer_info(env, argv[1], &data, &size));
+  CHECK(napi_get_value_uint32(env, argv[2], &len));
+  if (len > size) len = (uint32_t)size;
+  ssize_t r;
+  do {
+    r = write(fd, data, len);
+  } while (r < 0 && errno == EINTR);
+  return number(env, r < 0 ? -errno : (double)r);
+}
+
 // ---- passthrough ---------------------------------------------------------------------------
 
 // backingOpen(devFd, fileFd) -> backing id for FOPEN_PASSTHROUGH replies.
@@ -424,6 +444,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "start", NULL, start, NULL, NULL, NULL, napi_default, NULL },
     { "setBuffer", NULL, js_set_buffer, NULL, NULL, NULL, napi_default, NULL },
     { "stop", NULL, js_stop, NULL, NULL, NULL, napi_default, NULL },
+    { "reply", NULL, reply_js, NULL, NULL, NULL, napi_default, NULL },
     { "backingOpen", NULL, backing_open, NULL, NULL, NULL, napi_default, NULL },
     { "backingClose", NULL, backing_close, NULL, NULL, NULL, napi_default, NULL },
     { "writeOffThread", NULL, write_off_thread, NULL, NULL, NULL, napi_default, NULL },

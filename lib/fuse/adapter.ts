@@ -131,7 +131,7 @@ export function makeFuseOps(core: LayerFs, activity = new Activity()): Record<st
       activity.gate(() => settleCount('write', path, cb, () => core.write(fd, buf, len, pos)))
     },
     release: (path: string, fd: number, cb: Cb) => settle('release', path, cb, () => core.release(fd)),
-    flush: (_path: string, _fd: number, cb: Cb) => cb(0),
+    // No flush op: libfuse answers ENOSYS once and the kernel stops sending FLUSH at every close.
     fsync: (path: string, datasync: number, fd: number, cb: Cb) => settle('fsync', path, cb, () => core.fsync(fd, !!datasync)),
     fsyncdir: (path: string, _datasync: number, _fd: number, cb: Cb) => settle('fsyncdir', path, cb, () => core.fsyncdir(P(path))),
     truncate: (path: string, size: number, cb: Cb) => settle('truncate', path, cb, () => core.truncate(P(path), size)),

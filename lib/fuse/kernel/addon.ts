@@ -12,6 +12,8 @@ export interface NativeFuse {
   /** Reads the next requests into `buffer`; the old one is JS's to keep. */
   setBuffer(session: object, buffer: Buffer): void
   stop(session: object): void
+  /** write(2) of `buffer`'s first `len` bytes (one reply): bytes written or -errno. */
+  reply(fd: number, buffer: Buffer, len: number): number
   backingOpen(devFd: number, fd: number): number
   backingClose(devFd: number, id: number): void
   /** Writes each message of `buffer` (concatenated, each with its length first) from a worker thread: 0 or -errno. */

@@ -168,14 +168,14 @@ export class KernelSession {
   #write(data: Buffer | Buffer[], len?: number): void {
     if (this.#ended) return
     this.#trace?.reply(Array.isArray(data) ? Buffer.concat(data) : data.subarray(0, len))
+    let r: number
     try {
-      if (Array.isArray(data)) fs.writevSync(this.fd, data)
-      else fs.writeSync(this.fd, data, 0, len)
+      r = Array.isArray(data) ? fs.writevSync(this.fd, data) : this.addon.reply(this.fd, data, len ?? data.length)
     } catch (e) {
-      // ENOENT: the request was interrupted and is gone; ENODEV: the mount is gone.
-      const code = errnoName(e)
-      if (code !== 'ENOENT' && code !== 'ENODEV') log.warnOnce('reply-write', 'writing a FUSE reply failed: %s', (e as Error).message)
+      r = -(constants.errno[errnoName(e) as keyof typeof constants.errno] ?? constants.errno.EIO)
     }
+    // ENOENT: the request was interrupted and is gone; ENODEV: the mount is gone.
+    if (r < 0 && r !== -constants.errno.ENOENT && r !== -constants.errno.ENODEV) log.warnOnce('reply-write', 'writing a FUSE reply failed: errno %d', -r)
   }
 
   #node(id: number): Node {
@@ -447,7 +447,9 @@ export class KernelSession {
         core.release(fh)
         return reply(0)
       }
-      case Op.FLUSH: return reply(0)
+      // Nothing to flush: writes go straight to the branch file. ENOSYS (what libfuse answers
+      // for a file system without flush) makes the kernel stop sending FLUSH at every close.
+      case Op.FLUSH: return reply(ENOSYS)
       case Op.FSYNC: {
         this.activity.count('fsync')
         core.fsync(u64(b, A), (b.readUInt32LE(A + 8) & FUSE_FSYNC_FDATASYNC) !== 0)
