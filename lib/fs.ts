@@ -74,6 +74,17 @@ export function lstatOrUndefined(host: string): FileStats | undefined {
   }
 }
 
+const nativeFstat = nativeLstat && (addon as { fstat?: (fd: number, out: Float64Array) => number }).fstat
+
+/** fstat of an open branch file, by the addon when it is built (no Dates); throws errno-shaped errors. */
+export function fstatOf(fd: number): FileStats {
+  if (!nativeFstat) return fs.fstatSync(fd)
+  const r = nativeFstat(fd, statOut)
+  if (r === 0) return new NativeStats(statOut)
+  const code = codeOfErrno(r)
+  throw Object.assign(new Error(`${code}: fstat ${fd}`), { errno: r, code, syscall: 'fstat' })
+}
+
 /** Runs one mutation of a branch and logs it with its result at debug level (cf. ovl_do_*). */
 export function mutate<T>(what: string, host: string, fn: () => T): T {
   try {

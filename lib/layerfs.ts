@@ -12,7 +12,7 @@ import { PathLocks } from './copyup/locks.js'
 import { WorkArea } from './copyup/work-area.js'
 import { errnoName, FsError, rethrow } from './errors.js'
 import {
-  fs, getXattr, listXattrs, lstatOrUndefined, mknod, mutate, removeXattr, setXattr, type FileStats,
+  fs, fstatOf, getXattr, listXattrs, lstatOrUndefined, mknod, mutate, removeXattr, setXattr, type FileStats,
 } from './fs.js'
 import { baseName, isUndecodableName, isWithin, joinUnion, normalizeUnionPath, parentOf, type UnionPath } from './paths.js'
 import { isReservedName } from './whiteout/encoding.js'
@@ -211,7 +211,7 @@ export class LayerFs {
     const f = this.#files.get(fh)
     if (!f) return this.getattr(p)
     if (f.sealed) this.#followCopy(f)
-    const st = fs.fstatSync(f.fd)
+    const st = fstatOf(f.fd)
     const res = this.resolver.resolve(p)
     const ino = res ? this.inodes.numberFor(identityOf(res)) : this.inodes.numberFor(st)
     return toAttr(st, ino)
@@ -300,6 +300,10 @@ export class LayerFs {
       this.#applyMode(host, mode)
       this.#own(host, owner, mode)
     })
+    // What a lookup finds now: the new file on top, hiding every branch below. Saves the
+    // kernel's next request (the create's own attributes, a GETATTR) a lookup of its own.
+    const upper = this.#upper!
+    this.resolver.remember({ path: p, hits: [{ branch: upper, host: upper.host(p), stats: fstatOf(fd) }], opaque: false })
     // A new file has no capability to drop.
     this.#files.set(fd, { fh: fd, fd, path: p, writable: true, flags: O_RDWR | O_NOFOLLOW, branch: this.#upper!, sealed: false, capsDropped: true })
     return fd
@@ -379,7 +383,7 @@ export class LayerFs {
   }
 
   #checkSameFile(f: OpenFile, syscall: string): void {
-    const st = fs.fstatSync(f.fd)
+    const st = fstatOf(f.fd)
     const named = lstatOrUndefined(f.branch.host(f.path))
     if (!named || named.ino !== st.ino || named.dev !== st.dev) throw new FsError('EIO', syscall, f.path)
   }
@@ -404,7 +408,7 @@ export class LayerFs {
     const f = this.#handle(fh, 'write')
     if (!suidgid && f.capsDropped) return false
     return this.#guard('write', f.path, () => {
-      const st = fs.fstatSync(f.fd)
+      const st = fstatOf(f.fd)
       const drop = suidgid ? setidBitsToDrop(st.mode) : 0
       if (drop) fs.fchmodSync(f.fd, st.mode & 0o7777 & ~drop)
       if (!f.capsDropped) {

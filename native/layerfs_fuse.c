@@ -349,6 +349,26 @@ static napi_value lstat_js(napi_env env, napi_callback_info info) {
   return number(env, 0);
 }
 
+// fstat(fd, out) -> 0 | -errno: as lstat, for an open file.
+static napi_value fstat_js(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  int32_t fd;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  napi_typedarray_type type;
+  size_t count;
+  void *data;
+  CHECK(napi_get_typedarray_info(env, argv[1], &type, &count, &data, NULL, NULL));
+  if (type != napi_float64_array || count < 13) {
+    napi_throw_type_error(env, NULL, "fstat: out must be a Float64Array of 13");
+    return NULL;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) return number(env, -errno);
+  layerfs_stat_to_doubles(&st, data);
+  return number(env, 0);
+}
+
 // mknod(path, mode, rdev) -> 0 | -errno: FIFOs, sockets and device nodes (Node has no mknod).
 static napi_value mknod_js(napi_env env, napi_callback_info info) {
   napi_value argv[3];
@@ -451,6 +471,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "copyFileRange", NULL, copy_file_range_js, NULL, NULL, NULL, napi_default, NULL },
     { "lstat", NULL, lstat_js, NULL, NULL, NULL, napi_default, NULL },
     { "mknod", NULL, mknod_js, NULL, NULL, NULL, napi_default, NULL },
+    { "fstat", NULL, fstat_js, NULL, NULL, NULL, napi_default, NULL },
     { "copyUpFile", NULL, layerfs_copy_up_file, NULL, NULL, NULL, napi_default, NULL },
     { "copyUpFileAsync", NULL, layerfs_copy_up_file_async, NULL, NULL, NULL, napi_default, NULL },
   };

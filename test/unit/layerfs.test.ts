@@ -81,6 +81,23 @@ describe('LayerFs: copy-up (union-contract.md "Writes")', () => {
       expect(shape(core.resolver.resolve(p))).toEqual(shape(fresh.resolve(p)))
     }
   })
+  it('after a create, the cached resolution is the one a fresh lookup finds (also over a whiteout)', async () => {
+    const { core, up, low } = setup({}, { d: { gone: 'x', f: 'y' } })
+    await core.unlink('/d/gone') // a whiteout in the rw branch
+    for (const p of ['/d/new', '/d/gone']) {
+      expect(core.resolver.resolve(p)).toBeUndefined() // the lookup before the create, cached
+      core.release(await core.create(p, 0o640, fs.constants.O_RDWR))
+    }
+    const fresh = new UnionView(`${up}=rw:${low(0)}=ro`).core.resolver
+    for (const p of ['/d/new', '/d/gone']) {
+      const shape = (r: ReturnType<typeof fresh.resolve>): unknown => r && { hits: r.hits.map((h) => [h.branch.index, h.host, h.stats.ino, h.stats.mode, h.stats.size]), opaque: r.opaque }
+      expect(shape(core.resolver.resolve(p))).toEqual(shape(fresh.resolve(p)))
+      const ino = core.getattr(p).ino
+      core.resolver.cache.invalidate(p)
+      expect(core.getattr(p).ino).toBe(ino) // the same identity as a lookup from scratch
+    }
+    expect(fs.existsSync(up + '/d/.wh.gone')).toBe(false)
+  })
   it('utimens sets both times, or one and keeps the other; on a lower file and then on its copy', async () => {
     const { core, up } = setup({}, { d: { f: file('x', 0o644, 1_000_000) } })
     await core.utimens('/d/f', 2_000_000_000, 3_000_000_000) // copies up

@@ -4,7 +4,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { afterEach, describe, expect, it } from 'vitest'
-import { lstatOrUndefined, nativeLstatOrUndefined } from '../../lib/fs.js'
+import { fstatOf, lstatOrUndefined, nativeLstatOrUndefined } from '../../lib/fs.js'
 import { nativeAddon } from '../../lib/native.js'
 
 const built = !(nativeAddon() instanceof Error)
@@ -44,5 +44,19 @@ describe.skipIf(!built)('native lstat', () => {
     expect(() => nativeLstatOrUndefined(`${dir}/${'n'.repeat(300)}`)).toThrow(expect.objectContaining({ code: 'ENAMETOOLONG', syscall: 'lstat' }))
     expect(() => nativeLstatOrUndefined(`${dir}/${'a/'.repeat(2100)}x`)).toThrow(expect.objectContaining({ code: 'ENAMETOOLONG' }))
     expect(lstatOrUndefined(`${dir}/f`)!.isFile()).toBe(true)
+  })
+  it('fstatOf gives the fields of fs.fstatSync; a closed descriptor is EBADF', () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'layerfs-lstat-'))
+    fs.writeFileSync(`${dir}/f`, 'x'.repeat(777), { mode: 0o640 })
+    const fd = fs.openSync(`${dir}/f`, 'r')
+    try {
+      const want = fs.fstatSync(fd)
+      const got = fstatOf(fd)
+      for (const k of FIELDS) expect([k, got[k]]).toEqual([k, want[k]])
+      expect(got.isFile()).toBe(true)
+    } finally {
+      fs.closeSync(fd)
+    }
+    expect(() => fstatOf(fd)).toThrow(expect.objectContaining({ code: 'EBADF' }))
   })
 })
