@@ -14,10 +14,19 @@ const { O_RDONLY, O_WRONLY, O_RDWR, O_TRUNC } = fs.constants
 /**
  * Runs the usual operations on a scratch stack under `dir` (created and removed here); never
  * throws. Resolves with whether every operation succeeded. LAYERFS_WARM_UP=0 skips it (to
- * measure what it saves).
+ * measure what it saves), and the native transport's warm-up too (lib/fuse/kernel/warm-up.ts).
  */
 export async function warmUp(dir: string): Promise<boolean> {
   if (process.env.LAYERFS_WARM_UP === '0') return false
+  return withScratchStack(dir, 'core', exercise)
+}
+
+/**
+ * Builds a small stack under `dir` (a lower dir `d` with files f (4 KiB), g, r, a symlink l and
+ * a subdir e with h; an empty upper), runs `use` on it, and removes it all; never throws.
+ * Resolves with whether `use` completed.
+ */
+export async function withScratchStack(dir: string, what: string, use: (core: LayerFs) => Promise<void>): Promise<boolean> {
   const started = process.hrtime.bigint()
   try {
     fs.mkdirSync(`${dir}/lower/d/e`, { recursive: true })
@@ -29,14 +38,14 @@ export async function warmUp(dir: string): Promise<boolean> {
     fs.symlinkSync('f', `${dir}/lower/d/l`)
     const core = new LayerFs([{ path: `${dir}/upper`, mode: 'rw' }, { path: `${dir}/lower`, mode: 'ro' }], { cacheSize: 64 })
     try {
-      await exercise(core)
+      await use(core)
     } finally {
       core.close()
     }
-    log.debug('warm-up took %d ms', Number(process.hrtime.bigint() - started) / 1e6)
+    log.debug('%s warm-up took %d ms', what, Number(process.hrtime.bigint() - started) / 1e6)
     return true
   } catch (e) {
-    log.debug('warm-up stopped: %s', (e as Error).message) // only a slower first request follows
+    log.debug('%s warm-up stopped: %s', what, (e as Error).message) // only a slower first request follows
     return false
   } finally {
     try {

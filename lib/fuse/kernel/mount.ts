@@ -9,6 +9,7 @@ import { Activity } from '../activity.js'
 import { unmountPath, type UnmountOptions } from '../unmount.js'
 import { loadNativeFuse } from './addon.js'
 import { KernelSession } from './session.js'
+import { warmUpSession } from './warm-up.js'
 
 const log = createLogger('layerfs:mount')
 
@@ -52,10 +53,13 @@ export async function mountKernel(core: LayerFs, mountpoint: string, o: KernelMo
     throw new ConfigError('ENODEV', `cannot open /dev/fuse: ${(e as Error).message}`)
   }
   const activity = new Activity()
-  const session = new KernelSession(core, activity, addon, fd, {
+  const sessionOpts = {
     entryTimeout: o.entryTimeout, attrTimeout: o.attrTimeout, negativeTimeout: o.negativeTimeout,
     keepCache: o.keepCache, passthrough: o.passthrough, maxIo: MAX_IO,
-  })
+  }
+  // The first requests of each kind would otherwise pay V8's compilation (warm-up.ts).
+  if (core.work) await warmUpSession(addon, core.work.tempPath('warm-up'), sessionOpts)
+  const session = new KernelSession(core, activity, addon, fd, sessionOpts)
   const data = [
     `fd=${fd}`, 'rootmode=40000', 'user_id=0', 'group_id=0',
     'default_permissions', // the kernel checks permissions against the merged attributes

@@ -70,7 +70,7 @@ interface DirHandle {
 type Reply = (error: number, body?: Buffer, len?: number) => void
 
 /**
- * A served connection. `handle(n)` is the addon's callback: the request is in `this.request`.
+ * A served connection. `dispatch(n)` is the addon's callback: the request is in `this.request`.
  */
 export class KernelSession {
   request: Buffer
@@ -107,7 +107,7 @@ export class KernelSession {
   start(onEnd: (err: number) => void): Promise<void> {
     this.#onEnd = onEnd
     const ready = new Promise<void>((resolve) => (this.#onInit = resolve))
-    this.#session = this.addon.start(this.fd, this.request, (n) => this.#dispatch(n))
+    this.#session = this.addon.start(this.fd, this.request, (n) => this.dispatch(n))
     return ready
   }
 
@@ -130,7 +130,8 @@ export class KernelSession {
 
   // ---- the request loop ------------------------------------------------------------------------
 
-  #dispatch(n: number): void {
+  /** Answers the request of `n` bytes in `this.request` (the addon's loop; the warm-up's scratch kernel). */
+  dispatch(n: number): void {
     if (n < 0) {
       this.#ended = true
       this.#onEnd?.(n)
