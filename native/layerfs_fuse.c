@@ -326,6 +326,18 @@ static napi_value copy_file_range_js(napi_env env, napi_callback_info info) {
 
 // ---- lstat into a Float64Array (the core's hot path: no fs.Stats, no Dates per call) -------
 
+// The 13 doubles a stat is written into (layerfs_stat_to_doubles); NULL with a TypeError thrown.
+static double* stat_out(napi_env env, napi_value v) {
+  napi_typedarray_type type;
+  size_t count;
+  void *data;
+  if (napi_get_typedarray_info(env, v, &type, &count, &data, NULL, NULL) != napi_ok || type != napi_float64_array || count < 13) {
+    napi_throw_type_error(env, NULL, "layerfs_fuse: out must be a Float64Array of 13");
+    return NULL;
+  }
+  return data;
+}
+
 // lstat(path, out) -> 0 | -errno. out: mode, nlink, uid, gid, rdev, size, blksize, blocks, ino,
 // dev, atimeMs, mtimeMs, ctimeMs (the fields and units of Node's fs.Stats).
 static napi_value lstat_js(napi_env env, napi_callback_info info) {
@@ -335,17 +347,11 @@ static napi_value lstat_js(napi_env env, napi_callback_info info) {
   size_t len;
   if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len >= sizeof path - 1)
     return number(env, -ENAMETOOLONG);
-  napi_typedarray_type type;
-  size_t count;
-  void *data;
-  CHECK(napi_get_typedarray_info(env, argv[1], &type, &count, &data, NULL, NULL));
-  if (type != napi_float64_array || count < 13) {
-    napi_throw_type_error(env, NULL, "lstat: out must be a Float64Array of 13");
-    return NULL;
-  }
+  double* out = stat_out(env, argv[1]);
+  if (!out) return NULL;
   struct stat st;
   if (lstat(path, &st) != 0) return number(env, -errno);
-  layerfs_stat_to_doubles(&st, data);
+  layerfs_stat_to_doubles(&st, out);
   return number(env, 0);
 }
 
@@ -355,17 +361,11 @@ static napi_value fstat_js(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 2, argv)) return NULL;
   int32_t fd;
   CHECK(napi_get_value_int32(env, argv[0], &fd));
-  napi_typedarray_type type;
-  size_t count;
-  void *data;
-  CHECK(napi_get_typedarray_info(env, argv[1], &type, &count, &data, NULL, NULL));
-  if (type != napi_float64_array || count < 13) {
-    napi_throw_type_error(env, NULL, "fstat: out must be a Float64Array of 13");
-    return NULL;
-  }
+  double* out = stat_out(env, argv[1]);
+  if (!out) return NULL;
   struct stat st;
   if (fstat(fd, &st) != 0) return number(env, -errno);
-  layerfs_stat_to_doubles(&st, data);
+  layerfs_stat_to_doubles(&st, out);
   return number(env, 0);
 }
 
