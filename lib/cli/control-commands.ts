@@ -4,7 +4,7 @@ import * as path from 'node:path'
 import type { Command } from 'commander'
 import type { BranchEntry } from '../branches/explain.js'
 import { controlRequest, liveMounts, locate } from '../control/client.js'
-import type { BranchInfo, LsEntry, StackChangeResult, StatusResult, WhichResult } from '../control/protocol.js'
+import type { LsEntry, StackChangeResult, StatusResult, WhichResult } from '../control/protocol.js'
 import { fs } from '../fs.js'
 import { ConfigError } from '../options.js'
 

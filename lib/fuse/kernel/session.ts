@@ -12,15 +12,16 @@ import { checkName } from '../../paths.js'
 import type { Activity } from '../activity.js'
 import { failure } from '../adapter.js'
 import type { NativeFuse } from './addon.js'
+import { Listings } from './listing.js'
 import { NodeTable, type Node } from './nodes.js'
 import { Passthrough } from './passthrough.js'
 import { Trace } from './trace.js'
 import {
-  ATTR_OUT_SIZE, direntSize, direntType, ENTRY_OUT_SIZE, FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH,
+  ATTR_OUT_SIZE, ENTRY_OUT_SIZE, FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH,
   FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, FOPEN_KEEP_CACHE, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID, FUSE_MIN_MINOR,
   FUSE_OUR_MINOR, IN_HEADER_SIZE, Init, INIT_OUT_SIZE, notifyIncEpoch, notifyInvalInode, Op,
-  OPEN_OUT_SIZE, OUT_HEADER_SIZE, readInitIn, readName, RENAME_EXCHANGE, RENAME_NOREPLACE,
-  STATFS_OUT_SIZE, u64, writeAttrOut, writeDirent, writeEntry, writeInitOut, writeOpenOut,
+  OPEN_OUT_SIZE, OUT_HEADER_SIZE, readInitIn, readName, RENAME_NOREPLACE,
+  STATFS_OUT_SIZE, u64, writeAttrOut, writeEntry, writeInitOut, writeOpenOut,
   writeOutHeader, writeStatfs,
 } from './protocol.js'
 
@@ -31,8 +32,6 @@ const ENOSYS = -ERRNO.ENOSYS
 const EINVAL = -ERRNO.EINVAL
 const ERANGE = -ERRNO.ERANGE
 const ENODATA = -ERRNO.ENODATA
-/** d_ino of an entry listed without its attributes (libfuse's value). */
-const FUSE_UNKNOWN_INO = 0xffffffff
 /**
  * The most one COPY_FILE_RANGE request copies (the caller asks again for the rest): a kernel
  * copy of 4 MiB holds the JS thread for about a millisecond.
@@ -61,12 +60,6 @@ export interface Negotiated {
   readonly maxWrite: number
 }
 
-interface DirHandle {
-  readonly node: Node
-  names: string[]
-  listedAt0: boolean
-}
-
 type Reply = (error: number, body?: Buffer, len?: number) => void
 
 /**
@@ -79,8 +72,7 @@ export class KernelSession {
   #out: Buffer
   /** The reply body area of #out (after the header), made once: the hot path writes into it. */
   #body: Buffer
-  #dirs = new Map<number, DirHandle>()
-  #nextDirFh = 1
+  readonly #listings: Listings
   #passthrough: Passthrough | undefined
   #session: object | undefined
   #ended = false
@@ -101,6 +93,7 @@ export class KernelSession {
     this.#out = Buffer.alloc(opts.maxIo + 4096 + OUT_HEADER_SIZE)
     this.#body = this.#out.subarray(OUT_HEADER_SIZE)
     this.nodes = new NodeTable(core.getattr('/').ino)
+    this.#listings = new Listings(core, this.nodes, opts, (node) => this.#path(node))
   }
 
   /** Starts reading requests; resolves once INIT is answered. `onEnd` gets -errno (ENODEV: unmounted). */
@@ -496,10 +489,7 @@ export class KernelSession {
       }
       case Op.OPENDIR: {
         this.activity.count('opendir')
-        const node = this.#node(nodeid)
-        const names = core.readdir(this.#path(node))
-        const fh = this.#nextDirFh++
-        this.#dirs.set(fh, { node, names, listedAt0: false })
+        const fh = this.#listings.open(this.#node(nodeid))
         // No FOPEN_CACHE_DIR: every listing asks the daemon, so a branch changed underneath
         // shows in the next `ls` (as with fuse-native); lookups and attributes are cached.
         writeOpenOut(this.#body, 0, fh, 0)
@@ -508,7 +498,7 @@ export class KernelSession {
       case Op.READDIR:
       case Op.READDIRPLUS: return this.#readdir(b, reply, opcode === Op.READDIRPLUS)
       case Op.RELEASEDIR:
-        this.#dirs.delete(u64(b, A))
+        this.#listings.release(u64(b, A))
         return reply(0)
       case Op.INTERRUPT: return // every request is answered anyway, promptly or after its copy
       case Op.DESTROY:
@@ -622,56 +612,9 @@ export class KernelSession {
   #readdir(b: Buffer, reply: Reply, plus: boolean): void {
     this.activity.count(plus ? 'readdirplus' : 'readdir')
     const A = IN_HEADER_SIZE
-    const fh = u64(b, A)
-    const offset = u64(b, A + 8)
     const size = Math.min(b.readUInt32LE(A + 16), this.#body.length)
-    const d = this.#dirs.get(fh)
-    if (!d) return reply(-ERRNO.EBADF)
-    const dirPath = this.#path(d.node)
-    if (offset === 0) {
-      // rewinddir: list afresh (the first read after opendir uses the opendir listing).
-      if (d.listedAt0) d.names = this.core.readdir(dirPath)
-      d.listedAt0 = true
-    }
-    const out = this.#body
-    let used = 0
-    for (let i = offset; i < d.names.length; i++) {
-      const name = d.names[i]!
-      const nameLen = Buffer.byteLength(name)
-      const need = direntSize(nameLen, plus)
-      if (used + need > size) break
-      let ino: number
-      let type: number
-      let a: Attr | undefined
-      if (name === '.' || name === '..') {
-        ino = name === '.' ? d.node.ino : (d.node.links[0]?.parent.ino ?? d.node.ino)
-        type = 4
-      } else if (!plus) {
-        // Plain READDIR (the kernel asks for it when nobody stats the entries, READDIRPLUS_AUTO):
-        // names only, as libfuse 2 with use_ino answers — no lstat per entry.
-        ino = FUSE_UNKNOWN_INO
-        type = 0 // DT_UNKNOWN
-      } else {
-        try {
-          a = this.core.tryGetattr(dirPath === '/' ? '/' + name : dirPath + '/' + name)
-        } catch {
-          a = undefined
-        }
-        if (!a) continue // gone since the listing
-        ino = a.ino
-        type = direntType(a.mode)
-      }
-      if (plus) {
-        if (a) {
-          const node = this.nodes.found(d.node, name, a.ino, type === 4)
-          writeEntry(out, used, node.id, a, this.opts.entryTimeout, this.opts.attrTimeout)
-        } else {
-          writeEntry(out, used, 0, undefined, 0, 0) // '.', '..': no entry
-        }
-        used += ENTRY_OUT_SIZE
-      }
-      used += writeDirent(out, used, ino, i + 1, type, name, nameLen)
-    }
+    const used = this.#listings.read(u64(b, A), u64(b, A + 8), size, plus, this.#body)
+    if (used === undefined) return reply(-ERRNO.EBADF)
     reply(0, undefined, used)
   }
 }

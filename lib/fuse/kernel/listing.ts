@@ -1,0 +1,95 @@
+// Directory handles of the native transport: OPENDIR takes the merged listing, READDIR and
+// READDIRPLUS page through it (PLUS with every entry's attributes and kernel node), RELEASEDIR
+// drops it. The session decodes the requests and writes the replies.
+import type { Attr } from '../../attr.js'
+import type { LayerFs } from '../../layerfs.js'
+import type { Node, NodeTable } from './nodes.js'
+import { direntSize, direntType, ENTRY_OUT_SIZE, writeDirent, writeEntry } from './protocol.js'
+
+/** d_ino of an entry listed without its attributes (libfuse's value). */
+const FUSE_UNKNOWN_INO = 0xffffffff
+
+interface DirHandle {
+  readonly node: Node
+  names: string[]
+  listedAt0: boolean
+}
+
+export interface ListingOptions {
+  readonly entryTimeout: number
+  readonly attrTimeout: number
+}
+
+export class Listings {
+  readonly #dirs = new Map<number, DirHandle>()
+  #nextFh = 1
+
+  /** `pathOf`: a node's union path (ENOENT for a removed one), as the session resolves it. */
+  constructor(readonly core: LayerFs, readonly nodes: NodeTable, readonly opts: ListingOptions, readonly pathOf: (node: Node) => string) {}
+
+  /** OPENDIR: lists `node` now and returns the handle its reads page through. */
+  open(node: Node): number {
+    const names = this.core.readdir(this.pathOf(node))
+    const fh = this.#nextFh++
+    this.#dirs.set(fh, { node, names, listedAt0: false })
+    return fh
+  }
+
+  release(fh: number): void {
+    this.#dirs.delete(fh)
+  }
+
+  /**
+   * READDIR(PLUS) of handle `fh` from entry `offset`: writes the entries that fit in `size`
+   * bytes into `out` and returns the bytes used; undefined for an unknown handle (EBADF).
+   */
+  read(fh: number, offset: number, size: number, plus: boolean, out: Buffer): number | undefined {
+    const d = this.#dirs.get(fh)
+    if (!d) return undefined
+    const dirPath = this.pathOf(d.node)
+    if (offset === 0) {
+      // rewinddir: list afresh (the first read after opendir uses the opendir listing).
+      if (d.listedAt0) d.names = this.core.readdir(dirPath)
+      d.listedAt0 = true
+    }
+    let used = 0
+    for (let i = offset; i < d.names.length; i++) {
+      const name = d.names[i]!
+      const nameLen = Buffer.byteLength(name)
+      const need = direntSize(nameLen, plus)
+      if (used + need > size) break
+      let ino: number
+      let type: number
+      let a: Attr | undefined
+      if (name === '.' || name === '..') {
+        ino = name === '.' ? d.node.ino : (d.node.links[0]?.parent.ino ?? d.node.ino)
+        type = 4
+      } else if (!plus) {
+        // Plain READDIR (the kernel asks for it when nobody stats the entries, READDIRPLUS_AUTO):
+        // names only, as libfuse 2 with use_ino answers — no lstat per entry.
+        ino = FUSE_UNKNOWN_INO
+        type = 0 // DT_UNKNOWN
+      } else {
+        try {
+          a = this.core.tryGetattr(dirPath === '/' ? '/' + name : dirPath + '/' + name)
+        } catch {
+          a = undefined
+        }
+        if (!a) continue // gone since the listing
+        ino = a.ino
+        type = direntType(a.mode)
+      }
+      if (plus) {
+        if (a) {
+          const node = this.nodes.found(d.node, name, a.ino, type === 4)
+          writeEntry(out, used, node.id, a, this.opts.entryTimeout, this.opts.attrTimeout)
+        } else {
+          writeEntry(out, used, 0, undefined, 0, 0) // '.', '..': no entry
+        }
+        used += ENTRY_OUT_SIZE
+      }
+      used += writeDirent(out, used, ino, i + 1, type, name, nameLen)
+    }
+    return used
+  }
+}
