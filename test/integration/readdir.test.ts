@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process'
 import * as path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { upperSnapshot, type Fixture, type Tree } from '../helpers/fixture.js'
-import { fuseUnavailable } from '../helpers/mount.js'
+import { cli, fuseUnavailable, transportUnderTest } from '../helpers/mount.js'
 import { useMount } from '../helpers/union.js'
 
 /** Raw getdents order (ls -f: unsorted, all entries, '.' and '..' included). */
@@ -105,6 +105,36 @@ describe.skipIf(fuseUnavailable())('readdir', () => {
     expect(await m.ok('ls mnt')).toBe('c\nz\n')
     await m.ok('mkdir mnt/d')
     expect(await m.ok('ls mnt && ls -A mnt/d')).toBe('c\nd\nz\n')
+  })
+
+  it.skipIf(transportUnderTest() !== 'native')('the kernel keeps a listing until the directory changes through the mount or the stack changes', async () => {
+    const m = await mount({ A: { d: { a: 'a' } }, B: { d: { b: 'b', c: 'c' } }, C: { d: { n: 'new branch' } } })
+    /** READDIR and READDIRPLUS requests the daemon has answered so far. */
+    const reads = async (): Promise<number> => {
+      const ops = JSON.parse((await cli(['status', 'mnt', '--json'], { cwd: m.root })).stdout).operations
+      return (ops.readdir ?? 0) + (ops.readdirplus ?? 0)
+    }
+    const ls = (): Promise<string> => m.ok('ls mnt/d')
+    expect(await ls()).toBe('a\nb\nc\n')
+    let before = await reads()
+    expect(await ls()).toBe('a\nb\nc\n')
+    expect(await ls()).toBe('a\nb\nc\n')
+    expect(await reads()).toBe(before) // served from the kernel's copy
+    // Every kind of change through the mount drops it: the next listing is read again.
+    for (const [change, want] of [
+      ['touch mnt/d/new', 'a\nb\nc\nnew\n'], ['rm mnt/d/b', 'a\nc\nnew\n'], ['mv mnt/d/c mnt/d/c2', 'a\nc2\nnew\n'],
+      ['mkdir mnt/d/sub', 'a\nc2\nnew\nsub\n'], ['rmdir mnt/d/sub', 'a\nc2\nnew\n'], ['mv mnt/d/a mnt/a2', 'c2\nnew\n'],
+      ['ln -s x mnt/d/l', 'c2\nl\nnew\n'], ['ln mnt/d/new mnt/d/h', 'c2\nh\nl\nnew\n'],
+    ] as const) {
+      before = await reads()
+      await m.ok(change)
+      expect([change, await ls()]).toEqual([change, want])
+      expect(await reads()).toBeGreaterThan(before)
+    }
+    // A stack change invalidates every node: the new bottom branch's name shows at once.
+    const r = await cli(['branch', 'add', 'mnt', 'C'], { cwd: m.root })
+    expect(r.code, r.stderr).toBe(0)
+    expect(await ls()).toBe('c2\nh\nl\nn\nnew\n')
   })
 
   it('. and .. of a subdirectory are the directory and its parent', async () => {

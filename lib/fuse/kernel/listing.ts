@@ -1,6 +1,8 @@
-// Directory handles of the native transport: OPENDIR takes the merged listing, READDIR and
-// READDIRPLUS page through it (PLUS with every entry's attributes and kernel node), RELEASEDIR
-// drops it. The session decodes the requests and writes the replies.
+// Directory handles of the native transport: the first READDIR(PLUS) of a handle takes the
+// merged listing, the next ones page through it (PLUS with every entry's attributes and kernel
+// node), RELEASEDIR drops it. OPENDIR lists nothing: when the kernel keeps listings
+// (FOPEN_CACHE_DIR) it serves the next `ls` from its cache after an OPENDIR, and never reads.
+// The session decodes the requests and writes the replies.
 import type { Attr } from '../../attr.js'
 import type { LayerFs } from '../../layerfs.js'
 import type { Node, NodeTable } from './nodes.js'
@@ -11,8 +13,8 @@ const FUSE_UNKNOWN_INO = 0xffffffff
 
 interface DirHandle {
   readonly node: Node
-  names: string[]
-  listedAt0: boolean
+  /** The listing, taken at the first read and again at every read from 0 (rewinddir). */
+  names: string[] | undefined
 }
 
 export interface ListingOptions {
@@ -27,11 +29,11 @@ export class Listings {
   /** `pathOf`: a node's union path (ENOENT for a removed one), as the session resolves it. */
   constructor(readonly core: LayerFs, readonly nodes: NodeTable, readonly opts: ListingOptions, readonly pathOf: (node: Node) => string) {}
 
-  /** OPENDIR: lists `node` now and returns the handle its reads page through. */
+  /** OPENDIR: the handle the reads of `node` page through (checked to be reachable now). */
   open(node: Node): number {
-    const names = this.core.readdir(this.pathOf(node))
+    this.pathOf(node)
     const fh = this.#nextFh++
-    this.#dirs.set(fh, { node, names, listedAt0: false })
+    this.#dirs.set(fh, { node, names: undefined })
     return fh
   }
 
@@ -47,14 +49,11 @@ export class Listings {
     const d = this.#dirs.get(fh)
     if (!d) return undefined
     const dirPath = this.pathOf(d.node)
-    if (offset === 0) {
-      // rewinddir: list afresh (the first read after opendir uses the opendir listing).
-      if (d.listedAt0) d.names = this.core.readdir(dirPath)
-      d.listedAt0 = true
-    }
+    if (offset === 0 || !d.names) d.names = this.core.readdir(dirPath)
+    const names = d.names
     let used = 0
-    for (let i = offset; i < d.names.length; i++) {
-      const name = d.names[i]!
+    for (let i = offset; i < names.length; i++) {
+      const name = names[i]!
       const nameLen = Buffer.byteLength(name)
       const need = direntSize(nameLen, plus)
       if (used + need > size) break

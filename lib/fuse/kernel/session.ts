@@ -18,7 +18,7 @@ import { Passthrough } from './passthrough.js'
 import { Trace } from './trace.js'
 import {
   ATTR_OUT_SIZE, ENTRY_OUT_SIZE, FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH,
-  FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, FOPEN_KEEP_CACHE, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID, FUSE_MIN_MINOR,
+  FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID, FUSE_MIN_MINOR,
   FUSE_OUR_MINOR, IN_HEADER_SIZE, Init, INIT_OUT_SIZE, notifyIncEpoch, notifyInvalInode, Op,
   OPEN_OUT_SIZE, OUT_HEADER_SIZE, readInitIn, readName, RENAME_NOREPLACE,
   STATFS_OUT_SIZE, u64, writeAttrOut, writeEntry, writeInitOut, writeOpenOut,
@@ -490,9 +490,10 @@ export class KernelSession {
       case Op.OPENDIR: {
         this.activity.count('opendir')
         const fh = this.#listings.open(this.#node(nodeid))
-        // No FOPEN_CACHE_DIR: every listing asks the daemon, so a branch changed underneath
-        // shows in the next `ls` (as with fuse-native); lookups and attributes are cached.
-        writeOpenOut(this.#body, 0, fh, 0)
+        // Listings kept by the kernel (as file pages, unless --coherent/--revalidate): it drops
+        // one when the directory changes through the mount, and at a stack change (the
+        // invalidation of every node); the next `ls` of an unchanged dir asks only OPENDIR.
+        writeOpenOut(this.#body, 0, fh, this.opts.keepCache ? FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE : 0)
         return reply(0, undefined, OPEN_OUT_SIZE)
       }
       case Op.READDIR:
