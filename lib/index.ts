@@ -4,7 +4,6 @@ import type { BranchSpec } from './branches/stack.js'
 import { startDaemon } from './daemon/start.js'
 import { serve, type ServeOptions, type ServedMount } from './fuse/mount.js'
 import { LayerFs } from './layerfs.js'
-import { warmUp } from './warm-up.js'
 import { checkMountpoint, ConfigError, isMountpoint, parseBranches, resolveStack, type BranchInput } from './options.js'
 import { unmountPath } from './fuse/unmount.js'
 
@@ -78,7 +77,6 @@ export async function mount(branches: string | readonly BranchInput[], mountpoin
 async function inProcessMount(specs: BranchSpec[], mountpoint: string, opts: MountOptions): Promise<Mount> {
   const real = checkMountpoint(mountpoint)
   const core = new LayerFs(specs, { cacheTtlMs: opts.revalidate !== undefined ? opts.revalidate * 1000 : undefined })
-  if (core.work) await warmUp(core.work.tempPath('warm-up'))
   let served: ServedMount
   try {
     served = await serve(core, real, opts)

@@ -79,6 +79,8 @@ interface OpenFile {
   reopening?: Promise<void>
   /** security.capability was checked (and dropped) since the handle first wrote. */
   capsDropped?: boolean
+  /** A new file's stats from create, for the attributes of the create's reply (used once). */
+  created?: FileStats
 }
 
 /** The read-only xattr naming the branch that supplies a path (docs/control.md). */
@@ -211,7 +213,8 @@ export class LayerFs {
     const f = this.#files.get(fh)
     if (!f) return this.getattr(p)
     if (f.sealed) this.#followCopy(f)
-    const st = fstatOf(f.fd)
+    const st = f.created ?? fstatOf(f.fd)
+    f.created = undefined
     const res = this.resolver.resolve(p)
     const ino = res ? this.inodes.numberFor(identityOf(res)) : this.inodes.numberFor(st)
     return toAttr(st, ino)
@@ -303,9 +306,10 @@ export class LayerFs {
     // What a lookup finds now: the new file on top, hiding every branch below. Saves the
     // kernel's next request (the create's own attributes, a GETATTR) a lookup of its own.
     const upper = this.#upper!
-    this.resolver.remember({ path: p, hits: [{ branch: upper, host: upper.host(p), stats: fstatOf(fd) }], opaque: false })
+    const created = fstatOf(fd)
+    this.resolver.remember({ path: p, hits: [{ branch: upper, host: upper.host(p), stats: created }], opaque: false })
     // A new file has no capability to drop.
-    this.#files.set(fd, { fh: fd, fd, path: p, writable: true, flags: O_RDWR | O_NOFOLLOW, branch: this.#upper!, sealed: false, capsDropped: true })
+    this.#files.set(fd, { fh: fd, fd, path: p, writable: true, flags: O_RDWR | O_NOFOLLOW, branch: upper, sealed: false, capsDropped: true, created })
     return fd
   }
 

@@ -1,4 +1,6 @@
-// Warm-up: the core's operations run once on a throw-away stack before a mount serves. V8
+// Warm-up: the core's operations run once on a throw-away stack before a mount serves (the
+// fuse-native transport; the native one sends its scratch session requests instead, which run
+// these operations too: lib/fuse/kernel/warm-up.ts, on the same scratch stack). V8
 // compiles a function at its first call and runs it in its interpreter for a while, so a fresh
 // daemon's first copy-up took 2–4 ms against 0.1–0.3 ms for the next ones (docs/benchmarks.md,
 // "The first requests of a daemon"). Paying that here, on scratch files, keeps it out of the

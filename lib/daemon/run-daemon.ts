@@ -4,7 +4,6 @@ import { fs } from '../fs.js'
 import type { BranchInput } from '../options.js'
 import { ConfigError, resolveStack } from '../options.js'
 import { LayerFs } from '../layerfs.js'
-import { warmUp } from '../warm-up.js'
 import { serve, type ServeOptions, type ServedMount } from '../fuse/mount.js'
 import { startControlServer, type ControlServer } from '../control/server.js'
 import { removeEmptyLog, removeRecord, socketFileFor, writeRecord } from './registry.js'
@@ -34,7 +33,6 @@ export async function runMountDaemon(args: DaemonArgs): Promise<number> {
     process.umask(0) // the kernel already applied the caller's umask to every mode it sends
     const rv = args.serve.revalidate
     const core = new LayerFs(specs, { cacheTtlMs: rv !== undefined ? rv * 1000 : undefined })
-    if (core.work) await warmUp(core.work.tempPath('warm-up'))
     try {
       mounted = await serve(core, fs.realpathSync(args.mountpoint), args.serve)
     } catch (e) {

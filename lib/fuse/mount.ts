@@ -10,6 +10,7 @@ import { loadFuse, type FuseInstance } from './binding.js'
 import { unmountPath, type UnmountOptions } from './unmount.js'
 import { tryNativeFuse } from './kernel/addon.js'
 import { mountKernel } from './kernel/mount.js'
+import { warmUp } from '../warm-up.js'
 
 const log = createLogger('layerfs:mount')
 
@@ -150,6 +151,9 @@ async function serveNative(core: LayerFs, mountpoint: string, opts: ServeOptions
 }
 
 async function serveFuseNative(core: LayerFs, mountpoint: string, opts: ServeOptions): Promise<ServedMount> {
+  // The first operations would otherwise pay V8's compilation (the native transport warms its
+  // own session, which runs the core too: kernel/warm-up.ts).
+  if (core.work) await warmUp(core.work.tempPath('warm-up'))
   const { Fuse, setUnmount, fixedBinding } = loadFuse()
   if (!fixedBinding) {
     log.warnOnce('prebuilt-binding', 'the fixed FUSE binding is not built (npm install runs scripts/build-fuse-binding.mjs): times set through the mount lose their mtime')

@@ -5,7 +5,7 @@
 import { constants } from 'node:os'
 import type { Attr } from '../../attr.js'
 import { errnoName } from '../../errors.js'
-import { fs } from '../../fs.js'
+import { codeOfErrno, fs } from '../../fs.js'
 import type { LayerFs, Owner } from '../../layerfs.js'
 import { createLogger } from '../../log.js'
 import { checkName } from '../../paths.js'
@@ -162,14 +162,18 @@ export class KernelSession {
   #write(data: Buffer | Buffer[], len?: number): void {
     if (this.#ended) return
     this.#trace?.reply(Array.isArray(data) ? Buffer.concat(data) : data.subarray(0, len))
-    let r: number
+    let failed: string | undefined
     try {
-      r = Array.isArray(data) ? fs.writevSync(this.fd, data) : this.addon.reply(this.fd, data, len ?? data.length)
+      if (Array.isArray(data)) fs.writevSync(this.fd, data)
+      else {
+        const r = this.addon.reply(this.fd, data, len ?? data.length)
+        if (r < 0) failed = codeOfErrno(r)
+      }
     } catch (e) {
-      r = -(constants.errno[errnoName(e) as keyof typeof constants.errno] ?? constants.errno.EIO)
+      failed = errnoName(e) ?? 'EIO'
     }
     // ENOENT: the request was interrupted and is gone; ENODEV: the mount is gone.
-    if (r < 0 && r !== -constants.errno.ENOENT && r !== -constants.errno.ENODEV) log.warnOnce('reply-write', 'writing a FUSE reply failed: errno %d', -r)
+    if (failed && failed !== 'ENOENT' && failed !== 'ENODEV') log.warnOnce('reply-write', 'writing a FUSE reply failed: %s', failed)
   }
 
   #node(id: number): Node {

@@ -1,8 +1,9 @@
 // The native transport's warm-up: before the real session starts, a scratch session answers the
 // requests a mount's first seconds bring (lookups, getattr, a listing, a read, an open for
 // writing that copies up, the kernel's security.capability getxattr, write, release, create,
-// setattr as tar sends them, mkdir, renames, unlinks), once each, for a scratch stack
-// (lib/warm-up.ts). Its replies go to a scratch file, where the nodes and handles are read back.
+// setattr as tar sends them, mkdir, renames, unlinks, symlink, link), once each, for a scratch
+// stack (lib/warm-up.ts). It runs the core's operations too: the native transport needs no
+// other warm-up (fuse-native runs lib/warm-up.ts's). Its replies go to a scratch file, where the nodes and handles are read back.
 // V8 compiles the dispatcher's and the codec's paths then, instead of in the first requests of
 // the mount: those took 0.15–1.2 ms each against 0.01–0.2 ms for fuse-overlayfs
 // (docs/benchmarks.md §6, "The first requests of a daemon").
@@ -15,7 +16,7 @@ import {
 } from './protocol.js'
 import { KernelSession, type SessionOptions } from './session.js'
 
-const { O_RDONLY, O_WRONLY, O_RDWR } = fs.constants
+const { O_RDONLY, O_WRONLY, O_RDWR, O_TRUNC } = fs.constants
 const ROOT = 1
 
 /** Runs the scratch session under `dir` (created and removed); never throws; whether every request succeeded. */
@@ -152,6 +153,12 @@ async function talk(k: ScratchKernel): Promise<void> {
   await k.send(Op.RMDIR, d, cstr('sub'))
   await k.send(Op.UNLINK, d, cstr('r2'))
   await k.send(Op.UNLINK, d, cstr('f')) // a lower file: a whiteout
+  // A truncating open of a lower file (copy-up without the data), a symlink, a hard link.
+  const h = await k.lookup(await k.lookup(d, 'e'), 'h')
+  fh = u64(await k.send(Op.OPEN, h, u32s(O_WRONLY | O_TRUNC, 0)), 0)
+  await k.send(Op.RELEASE, h, release(fh))
+  await k.send(Op.SYMLINK, d, cstr('s', 'g'))
+  await k.send(Op.LINK, d, Buffer.concat([u64buf(g), cstr('g2')]))
 }
 
 function u64buf(v: number): Buffer {
