@@ -4,7 +4,7 @@ import { toAttr, type Attr } from './attr.js'
 import { type Branch } from './branches/branch.js'
 import { InodeTable } from './branches/inodes.js'
 import { listMerged } from './branches/readdir.js'
-import { isDirResolution, Resolver, type BranchHit, type Resolution } from './branches/resolve.js'
+import { BranchHit, isDirResolution, Resolver, type Resolution } from './branches/resolve.js'
 import { BranchStack, type BranchSpec } from './branches/stack.js'
 import { copyUp, copyUpDirChain, identityOf, type CopyUpContext, type CopyUpOptions } from './copyup/copyup.js'
 import { LinkGroups } from './copyup/link-groups.js'
@@ -307,7 +307,7 @@ export class LayerFs {
     // kernel's next request (the create's own attributes, a GETATTR) a lookup of its own.
     const upper = this.#upper!
     const created = fstatOf(fd)
-    this.resolver.remember({ path: p, hits: [{ branch: upper, host: upper.host(p), stats: created }], opaque: false })
+    this.resolver.remember({ path: p, hits: [new BranchHit(upper, p, created)], opaque: false })
     // A new file has no capability to drop.
     this.#files.set(fd, { fh: fd, fd, path: p, writable: true, flags: O_RDWR | O_NOFOLLOW, branch: upper, sealed: false, capsDropped: true, created })
     return fd

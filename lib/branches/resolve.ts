@@ -40,20 +40,38 @@ class EntryStats extends TypedByMode implements HitStats {
   }
 }
 
-function slim(res: Resolution): Resolution {
-  return {
-    ...res,
-    hits: res.hits.map((h) => ({ ...h, stats: new EntryStats(h.stats.mode, h.stats.size, h.stats.nlink, h.stats.dev, h.stats.ino, h.stats.rdev) })),
-  }
+function entryStats(st: HitStats): EntryStats {
+  return new EntryStats(st.mode, st.size, st.nlink, st.dev, st.ino, st.rdev)
 }
 
-/** One branch's entry for a union path. */
-export interface BranchHit {
-  readonly branch: Branch
+function slim(res: Resolution): Resolution {
+  const hits = res.hits.map((h) => (h.stats instanceof EntryStats ? h : new BranchHit(h.branch, h.path, entryStats(h.stats))))
+  return { ...res, hits }
+}
+
+/**
+ * One branch's entry for a union path. Its host path is derived (the branch root and the union
+ * path), not kept: a cached resolution holds no host string of its own (~110 bytes an entry).
+ */
+export class BranchHit {
+  /**
+   * The entry names of this branch directory, once read (the Resolver's index of a read-only
+   * directory). Kept here, they live exactly as long as the resolution that holds the hit.
+   */
+  names: ReadonlySet<string> | undefined = undefined
+
+  constructor(
+    readonly branch: Branch,
+    /** The union path (in every branch the same: the resolution's own). */
+    readonly path: UnionPath,
+    /** Stats at resolution time: trust the type, re-lstat for anything that changes (size, times). */
+    readonly stats: HitStats,
+  ) {}
+
   /** The host path of the entry in that branch. */
-  readonly host: string
-  /** Stats at resolution time: trust the type, re-lstat for anything that changes (size, times). */
-  readonly stats: HitStats
+  get host(): string {
+    return this.branch.host(this.path)
+  }
 }
 
 export interface Resolution {
@@ -115,8 +133,10 @@ export class Resolver {
     // A miss is cached only below an existing directory: then creating the name is the one
     // change that can make it appear, and creation invalidates exactly that name.
     if (res === null) return undefined
-    this.cache.set(p, res ? slim(res) : NEGATIVE)
-    if (res) this.#fresh = res
+    // Cached as built: its hits already hold only EntryStats (no copy of the resolution).
+    this.cache.set(p, res ?? NEGATIVE)
+    this.#fresh = res
+    this.#freshStats = this.#top
     return res
   }
 
@@ -128,17 +148,22 @@ export class Resolver {
     this.cache.set(res.path, slim(res))
   }
 
-  /** The last resolution computed (not from the cache), whose hits hold whole FileStats. */
+  /** The last resolution computed (not from the cache), and the whole lstat of its hits[0]. */
   #fresh: Resolution | undefined
+  #freshStats: FileStats | undefined
+  /** The whole lstat of the first hit the resolution being built found (set by its builder). */
+  #top: FileStats | undefined
 
   /**
-   * Whether `res` was computed by the last resolve() call (its stats were just read), then
-   * forgets it: lets getattr skip a second lstat of an entry it has just looked up.
+   * The whole lstat of `res`'s visible entry when `res` was computed by the last resolve() call
+   * (its stats were just read), then forgets it: lets getattr skip a second lstat of an entry it
+   * has just looked up.
    */
   takeFresh(res: Resolution): FileStats | undefined {
-    const fresh = this.#fresh === res
+    const stats = this.#fresh === res ? this.#freshStats : undefined
     this.#fresh = undefined
-    return fresh ? (res.hits[0]!.stats as FileStats) : undefined
+    this.#freshStats = undefined
+    return stats
   }
 
   /** Like resolve, but ENOENT is thrown: for operations that need the path to exist. */
@@ -154,10 +179,11 @@ export class Resolver {
     for (const branch of this.stack.all()) {
       const stats = lstatOrUndefined(branch.root)
       if (!stats?.isDirectory()) throw new FsError('EIO', 'lookup', '/') // a branch root vanished
-      hits.push({ branch, host: branch.root, stats })
+      if (hits.length === 0) this.#top = stats
+      hits.push(new BranchHit(branch, '/', entryStats(stats)))
       if (isOpaqueDir(branch, branch.root)) { opaque = true; break }
     }
-    return { path: '/', hits, opaque }
+    return { path: '/', hits: hits.slice(), opaque }
   }
 
   /** Whether the names of branch directory `dir` may be indexed (read-only, not huge). */
@@ -167,22 +193,22 @@ export class Resolver {
 
   /** Keeps the names of a read-only branch directory read by a merged listing. */
   seedNames(dir: BranchHit, names: ReadonlySet<string>): void {
-    if (Resolver.indexable(dir)) this.cache.seedDirNames(dir.host, names)
+    if (Resolver.indexable(dir)) dir.names = names
   }
 
   /**
-   * The entry names of a read-only branch directory, from the index; undefined for the rw
-   * branch (it changes) and for very large directories (one lstat beats reading them whole).
+   * The entry names of a read-only branch directory, from the index (read on first use);
+   * undefined for the rw branch (it changes) and for very large directories (one lstat beats
+   * reading them whole).
    */
   #roNames(dir: BranchHit): ReadonlySet<string> | undefined {
-    if (!Resolver.indexable(dir)) return undefined
-    return this.cache.dirNames(dir.host, () => {
-      try {
-        return new Set(fs.readdirSync(dir.host))
-      } catch {
-        return undefined // unreadable or gone: fall back to lstat, which reports it
-      }
-    })
+    if (dir.names !== undefined || !Resolver.indexable(dir)) return dir.names
+    try {
+      dir.names = new Set(fs.readdirSync(dir.host))
+    } catch {
+      // unreadable or gone: fall back to lstat, which reports it
+    }
+    return dir.names
   }
 
   /** The resolution of a non-root path; undefined when missing, null when its parent is. */
@@ -199,7 +225,7 @@ export class Resolver {
       const dir = dirs[i]!
       // Markers in the bottom-most merged branch hide nothing: skip their lookups.
       const bottom = i === dirs.length - 1
-      const host = dir.host + '/' + name
+      const host = dir.branch.host(p)
       // A read-only directory's names are read once: misses and whiteout checks then cost
       // no system call at all (most lookups in a deep stack are misses in most branches).
       const names = this.#roNames(dir)
@@ -211,18 +237,22 @@ export class Resolver {
       if (stats) {
         if (isCharDevWhiteout(stats)) break // overlayfs whiteout: deleted for this branch and below
         if (stats.isDirectory()) {
-          hits.push({ branch: dir.branch, host, stats })
+          if (hits.length === 0) this.#top = stats
+          hits.push(new BranchHit(dir.branch, p, entryStats(stats)))
           if (!bottom && isOpaqueDir(dir.branch, host)) { opaque = true; break }
           continue
         }
-        if (hits.length === 0) hits.push({ branch: dir.branch, host, stats })
+        if (hits.length === 0) {
+          this.#top = stats
+          hits.push(new BranchHit(dir.branch, p, entryStats(stats)))
+        }
         break // a non-directory hides everything below; below a directory it is itself hidden
       }
       if (!bottom && (names ? names.has(whiteoutNameFor(name)) : hasWhiteout(dir.host, name))) break
     }
     if (hits.length === 0) return undefined
     if (hits.length > 1) log.debug('merged dir %s from %d branches', p, hits.length)
-    return { path: p, hits, opaque }
+    return { path: p, hits: hits.slice(), opaque } // slice: an array of its exact length (a pushed-to one keeps room for 17)
   }
 
   /**

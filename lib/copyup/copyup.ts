@@ -1,7 +1,7 @@
 // Copy-up: parents first, the copy built in the work area, attributes set, then renamed into place.
 import type { Branch } from '../branches/branch.js'
 import { hostKey, type HostId, type InodeTable } from '../branches/inodes.js'
-import { isDirResolution, type HitStats, type Resolution, type Resolver } from '../branches/resolve.js'
+import { BranchHit, isDirResolution, type HitStats, type Resolution, type Resolver } from '../branches/resolve.js'
 import { FsError, rethrow } from '../errors.js'
 import { canCopyUpInOneCall, copyFileData, copyUpFileInOneCall, codeOfErrno, fs, lstatOrUndefined, mknod, mutate, type FileStats } from '../fs.js'
 import { createLogger } from '../log.js'
@@ -87,7 +87,7 @@ function copyUpOne(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): Pr
       ctx.inodes.alias(copied, identityOf(res))
       // What a lookup would find now: the copy on top (a file hides the rest; a directory is not
       // opaque, so the lower ones still merge below it). Saves the next request a resolve.
-      const hit = { branch: upper, host: dst, stats: copied }
+      const hit = new BranchHit(upper, path, copied)
       resolver.remember({ path, hits: copied.isDirectory() ? [hit, ...res.hits] : [hit], opaque: res.opaque })
     } else {
       resolver.cache.invalidate(path)

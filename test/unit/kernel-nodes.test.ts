@@ -29,6 +29,35 @@ describe('NodeTable', () => {
     expect(t.get(2)).toBeUndefined()
   })
 
+  it('keeps a node\'s open handles: none, one, several, in any order of release', () => {
+    const t = table()
+    const f = t.found(t.root, 'f', 100, false)
+    expect(f.anyHandle()).toBeUndefined()
+    f.addHandle(5)
+    expect(f.anyHandle()).toBe(5)
+    f.dropHandle(6) // not one of its handles: nothing changes
+    expect(f.anyHandle()).toBe(5)
+    f.addHandle(7)
+    f.addHandle(9)
+    f.dropHandle(5)
+    expect([7, 9]).toContain(f.anyHandle())
+    f.dropHandle(9)
+    expect(f.anyHandle()).toBe(7)
+    f.dropHandle(7)
+    expect(f.anyHandle()).toBeUndefined()
+    f.addHandle(11)
+    expect(f.anyHandle()).toBe(11)
+  })
+  it('found() with the caller\'s path uses it for the first name only', () => {
+    const t = table()
+    const d = t.found(t.root, 'd', 200, true, '/d')
+    const a = t.found(d, 'a', 100, false, '/d/a')
+    expect(t.path(a)).toBe('/d/a')
+    expect(t.found(t.root, 'b', 100, false, '/b')).toBe(a) // a second name (hard link): still /d/a
+    expect(t.path(a)).toBe('/d/a')
+    t.removed(d, 'a')
+    expect(t.path(a)).toBe('/b')
+  })
   it('found() gives new names new ids, counts lookups and resolves paths', () => {
     const t = table()
     const a = t.found(t.root, 'a', 100, false)

@@ -60,6 +60,7 @@ export class Listings {
       let ino: number
       let type: number
       let a: Attr | undefined
+      let path: string | undefined
       if (name === '.' || name === '..') {
         ino = name === '.' ? d.node.ino : (d.node.links[0]?.parent.ino ?? d.node.ino)
         type = 4
@@ -70,7 +71,7 @@ export class Listings {
         type = 0 // DT_UNKNOWN
       } else {
         try {
-          a = this.core.tryGetattr(dirPath === '/' ? '/' + name : dirPath + '/' + name)
+          a = this.core.tryGetattr((path = dirPath === '/' ? '/' + name : dirPath + '/' + name))
         } catch {
           a = undefined
         }
@@ -80,7 +81,7 @@ export class Listings {
       }
       if (plus) {
         if (a) {
-          const node = this.nodes.found(d.node, name, a.ino, type === 4)
+          const node = this.nodes.found(d.node, name, a.ino, type === 4, path)
           writeEntry(out, used, node.id, a, this.opts.entryTimeout, this.opts.attrTimeout)
         } else {
           writeEntry(out, used, 0, undefined, 0, 0) // '.', '..': no entry

@@ -14,8 +14,12 @@ export class Node {
   links: Link[] = []
   /** The path of the last name removed (a file unlinked while open still answers by it). */
   lastPath = '/'
-  /** Open handles on this node (an unlinked file is reached through them); made on the first open. */
-  #handles: Set<number> | undefined
+  /**
+   * Open handles on this node (an unlinked file is reached through them): one handle as a
+   * number, more in a Set (a file is opened once at a time mostly; an empty Set per file once
+   * opened cost ~100 bytes for the node's lifetime).
+   */
+  #handles: number | Set<number> | undefined
   /** The names the kernel knows in this directory (links of other nodes whose parent this is). */
   children: Map<string, Node> | undefined
   #path: string | undefined
@@ -24,16 +28,26 @@ export class Node {
   constructor(readonly id: number, public ino: number, public isDir: boolean) {}
 
   addHandle(fh: number): void {
-    (this.#handles ??= new Set()).add(fh)
+    const h = this.#handles
+    if (h === undefined) this.#handles = fh
+    else if (typeof h === 'number') this.#handles = new Set([h, fh])
+    else h.add(fh)
   }
 
   dropHandle(fh: number): void {
-    this.#handles?.delete(fh)
+    const h = this.#handles
+    if (h === fh) this.#handles = undefined
+    else if (typeof h === 'object') {
+      h.delete(fh)
+      if (h.size === 0) this.#handles = undefined
+    }
   }
 
   /** One of its open handles, if any. */
   anyHandle(): number | undefined {
-    if (this.#handles) for (const fh of this.#handles) return fh
+    const h = this.#handles
+    if (typeof h !== 'object') return h
+    for (const fh of h) return fh
     return undefined
   }
 
@@ -118,9 +132,10 @@ export class NodeTable {
 
   /**
    * The kernel is told that `parent/name` is the entry with inode number `ino` (a lookup, a
-   * creation or a readdirplus entry): returns its node, with one more lookup counted.
+   * creation or a readdirplus entry): returns its node, with one more lookup counted. `path`:
+   * the union path of `parent/name` when the caller has it.
    */
-  found(parent: Node, name: string, ino: number, isDir: boolean): Node {
+  found(parent: Node, name: string, ino: number, isDir: boolean, path?: string): Node {
     let node = this.#byIno.get(ino)
     if (node && node.isDir !== isDir) {
       this.#byIno.delete(ino) // the number now names something else (changed underneath)
@@ -136,10 +151,15 @@ export class NodeTable {
     if (previous !== node) {
       // A directory has one name: a new one replaces the old (it was renamed underneath).
       if (isDir && node.links.length > 0) for (const l of [...node.links]) this.#dropLink(node, l.parent, l.name)
-      node.links.push({ parent, name })
+      // A literal for the first name: a pushed-to empty array keeps room for 17 (~100 bytes a node).
+      if (node.links.length === 0) node.links = [{ parent, name }]
+      else node.links.push({ parent, name })
       link(parent, name, node)
       this.#byIno.set(ino, node)
     }
+    // The caller's string for the path (the core's cache key too): one string, not a second.
+    const first = node.links[0]
+    if (path !== undefined && first !== undefined && first.parent === parent && first.name === name) node.cachePath(this.#epoch, path)
     return this.#counted(node)
   }
 

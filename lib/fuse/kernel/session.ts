@@ -240,8 +240,8 @@ export class KernelSession {
     if (this.#session) this.addon.setBuffer(this.#session, this.request)
   }
 
-  #entryReply(reply: Reply, parent: Node, name: string, a: Attr): Node {
-    const node = this.nodes.found(parent, name, a.ino, (a.mode & 0o170000) === 0o040000)
+  #entryReply(reply: Reply, parent: Node, name: string, p: string, a: Attr): Node {
+    const node = this.nodes.found(parent, name, a.ino, (a.mode & 0o170000) === 0o040000, p)
     writeEntry(this.#body, 0, node.id, a, this.opts.entryTimeout, this.opts.attrTimeout)
     reply(0, undefined, ENTRY_OUT_SIZE)
     return node
@@ -249,7 +249,7 @@ export class KernelSession {
 
   /** A gated operation that makes the name `parent/name` (path `p`), answered with its entry. */
   #makeEntry(op: string, parent: Node, name: string, p: string, reply: Reply, make: () => Promise<void>): void {
-    this.#gated(op, p, reply, make, () => this.#entryReply(reply, parent, name, this.core.getattr(p)))
+    this.#gated(op, p, reply, make, () => this.#entryReply(reply, parent, name, p, this.core.getattr(p)))
   }
 
   #attrReply(reply: Reply, a: Attr): void {
@@ -268,7 +268,7 @@ export class KernelSession {
         const [name] = readName(b, A, n)
         const p = this.#child(parent, name)
         const a = core.tryGetattr(p)
-        if (a) return void this.#entryReply(reply, parent, name, a)
+        if (a) return void this.#entryReply(reply, parent, name, p, a)
         if (this.opts.negativeTimeout <= 0) return reply(ENOENT)
         writeEntry(this.#body, 0, 0, undefined, this.opts.negativeTimeout, 0)
         return reply(0, undefined, ENTRY_OUT_SIZE)
@@ -376,7 +376,7 @@ export class KernelSession {
         const who = owner(b)
         return this.#gated('create', p, reply, () => core.create(p, mode, flags, who), (fh: number) => {
           const a = core.fgetattr(p, fh)
-          const node = this.nodes.found(parent, name, a.ino, false)
+          const node = this.nodes.found(parent, name, a.ino, false, p)
           node.addHandle(fh)
           const [flags, backingId] = this.#openFlags(node, fh)
           writeEntry(this.#body, 0, node.id, a, this.opts.entryTimeout, this.opts.attrTimeout)

@@ -71,6 +71,35 @@ describe('resolve (union-contract.md "Lookup")', () => {
     expect(r.lowerSupplies('/y')).toBe(false)
     expect(r.lowerSupplies('/d/z')).toBe(false) // hidden below an opaque rw dir
   })
+  it('derives each hit\'s host path from its branch and the union path', () => {
+    const r = stackOf([{ d: { x: 'top' } }, { d: { y: 'low' } }])
+    expect(r.resolve('/')!.hits.map((h) => h.host)).toEqual([fx!.dir('b0'), fx!.dir('b1')])
+    expect(r.resolve('/d')!.hits.map((h) => h.host)).toEqual([fx!.dir('b0') + '/d', fx!.dir('b1') + '/d'])
+    expect(r.resolve('/d/y')!.hits.map((h) => h.host)).toEqual([fx!.dir('b1') + '/d/y'])
+  })
+  it('keeps a read-only directory\'s names on its hit once read; a listing seeds them; invalidation drops them', () => {
+    const r = stackOf([{ d: { x: 'top' } }, { d: { y: 'low', '.wh.z': '' } }, { d: { z: 'bottom' } }])
+    const d = r.resolve('/d')!
+    expect(d.hits.map((h) => h.names)).toEqual([undefined, undefined, undefined])
+    expect(origin(r, '/d/y')).toEqual([1])
+    expect(origin(r, '/d/z')).toBeUndefined() // the whiteout, found in the kept names
+    expect(r.resolve('/d')).toBe(d)
+    expect(d.hits[0]!.names).toBeUndefined() // the rw branch's directory is never indexed
+    expect([...d.hits[1]!.names!].sort()).toEqual(['.wh.z', 'y'])
+    // A name added to a ro directory underneath is not seen until the directory is resolved again.
+    fs.writeFileSync(fx!.dir('b1') + '/d/new', 'n')
+    expect(origin(r, '/d/new')).toBeUndefined()
+    r.cache.invalidate('/d', { subtree: true })
+    const again = r.resolve('/d')!
+    expect(again.hits[1]!.names).toBeUndefined()
+    expect(origin(r, '/d/new')).toEqual([1])
+    // A merged listing reads the ro directories anyway: it leaves their names on the hits.
+    r.cache.invalidate('/d', { subtree: true })
+    const listed = r.resolve('/d')!
+    expect(listMerged(listed, (hit, names) => r.seedNames(hit, names)).sort()).toEqual(['new', 'x', 'y'])
+    expect([...listed.hits[2]!.names!]).toEqual(['z'])
+    expect(listed.hits[0]!.names).toBeUndefined()
+  })
   it('caches negative lookups until invalidated', () => {
     const r = stackOf([{}, {}])
     expect(r.resolve('/n')).toBeUndefined()
