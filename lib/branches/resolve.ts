@@ -225,7 +225,6 @@ export class Resolver {
       const dir = dirs[i]!
       // Markers in the bottom-most merged branch hide nothing: skip their lookups.
       const bottom = i === dirs.length - 1
-      const host = dir.branch.host(p)
       // A read-only directory's names are read once: misses and whiteout checks then cost
       // no system call at all (most lookups in a deep stack are misses in most branches).
       const names = this.#roNames(dir)
@@ -233,6 +232,7 @@ export class Resolver {
         if (!bottom && names.has(whiteoutNameFor(name))) break
         continue
       }
+      const host = dir.branch.host(p)
       const stats = lstatOrUndefined(host)
       if (stats) {
         if (isCharDevWhiteout(stats)) break // overlayfs whiteout: deleted for this branch and below
