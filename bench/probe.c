@@ -1,8 +1,10 @@
 // The bench's timing helper: tight syscall loops over a mount, one JSON line per call, so that
 // neither node nor a shell is what gets measured. Built by bench/run.mjs with `cc -O2`.
 //
-//   probe lstat LIST PASSES EXPECT   lstat each path of LIST (one per line) PASSES times;
-//                                    EXPECT exist|enoent: other outcomes are counted as bad
+//   probe lstat LIST PASSES EXPECT [TIMES]
+//                                    lstat each path of LIST (one per line) PASSES times;
+//                                    EXPECT exist|enoent: other outcomes are counted as bad;
+//                                    TIMES: a file that gets each lstat's ns, one per line
 //   probe readdir LIST               opendir + readdir to the end + closedir of each dir in LIST
 //                                    (counts the entries other than . and ..)
 //   probe read FILE BUFSIZE          sequential read of FILE to EOF
@@ -62,7 +64,7 @@ static void print_dist(const char *extra, uint64_t *t, size_t n) {
          (unsigned long long)(n ? total / n : 0), extra);
 }
 
-static int do_lstat(const char *list, int passes, const char *expect) {
+static int do_lstat(const char *list, int passes, const char *expect, const char *times) {
   size_t n;
   char **paths = read_list(list, &n);
   int want_exist = strcmp(expect, "exist") == 0;
@@ -83,6 +85,12 @@ static int do_lstat(const char *list, int passes, const char *expect) {
         bad++;
       }
     }
+  }
+  if (times) {
+    FILE *f = fopen(times, "w");
+    if (!f) { perror(times); exit(2); }
+    for (size_t i = 0; i < k; i++) fprintf(f, "%llu\n", (unsigned long long)t[i]);
+    fclose(f);
   }
   char extra[4300];
   snprintf(extra, sizeof extra, ",\"bad\":%zu,\"first_bad\":\"%s\",\"first_errno\":%d", bad,
@@ -199,7 +207,7 @@ static int do_rename(const char *src, const char *dst) {
 }
 
 int main(int argc, char **argv) {
-  if (argc >= 5 && !strcmp(argv[1], "lstat")) return do_lstat(argv[2], atoi(argv[3]), argv[4]);
+  if (argc >= 5 && !strcmp(argv[1], "lstat")) return do_lstat(argv[2], atoi(argv[3]), argv[4], argc >= 6 ? argv[5] : NULL);
   if (argc >= 3 && !strcmp(argv[1], "readdir")) return do_readdir(argv[2]);
   if (argc >= 4 && !strcmp(argv[1], "read")) return do_read(argv[2], (size_t)atol(argv[3]));
   if (argc >= 3 && !strcmp(argv[1], "copyup")) return do_copyup(argv[2]);
