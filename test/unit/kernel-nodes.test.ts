@@ -57,6 +57,13 @@ describe('NodeTable', () => {
     expect(t.path(a)).toBe('/d/a')
     t.removed(d, 'a')
     expect(t.path(a)).toBe('/b')
+    // A path made before its parent was renamed is not taken: the node's path follows the rename.
+    const stale = t.childPath(d, 'c')
+    const e = t.found(t.root, 'e', 300, true, '/e')
+    t.renamed(t.root, 'd', e, 'd2')
+    const c = t.found(d, 'c', 400, false, stale)
+    expect(stale).toBe('/d/c')
+    expect(t.path(c)).toBe('/e/d2/c')
   })
   it('found() gives new names new ids, counts lookups and resolves paths', () => {
     const t = table()

@@ -157,10 +157,20 @@ export class NodeTable {
       link(parent, name, node)
       this.#byIno.set(ino, node)
     }
-    // The caller's string for the path (the core's cache key too): one string, not a second.
     const first = node.links[0]
-    if (path !== undefined && first !== undefined && first.parent === parent && first.name === name) node.cachePath(this.#epoch, path)
+    if (path !== undefined && first !== undefined && first.parent === parent && first.name === name && this.#isPathOf(parent, name, path)) {
+      node.cachePath(this.#epoch, path) // the caller's string (the core's cache key too): one string, not a second
+    }
     return this.#counted(node)
+  }
+
+  /**
+   * Whether `path` is `parent/name` now: the caller made it from the parent's path, which a
+   * rename may have changed since (a create is answered after its copy-up, other requests run).
+   */
+  #isPathOf(parent: Node, name: string, path: string): boolean {
+    const pp = parent === this.root ? '' : parent.cachedPath(this.#epoch)
+    return pp !== undefined && path.length === pp.length + 1 + name.length && path.startsWith(pp) && path.endsWith(name) && path[pp.length] === '/'
   }
 
   #counted(node: Node): Node {
