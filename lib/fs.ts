@@ -56,8 +56,7 @@ export function nativeLstatOrUndefined(host: string): FileStats | undefined {
   const r = nativeLstat!(host, statOut)
   if (r === 0) return new NativeStats(statOut)
   if (r === -osConstants.errno.ENOENT || r === -osConstants.errno.ENOTDIR) return undefined
-  const code = codeOfErrno(r)
-  throw Object.assign(new Error(`${code}: lstat '${host}'`), { errno: r, code, syscall: 'lstat', path: host })
+  throw addonError(r, 'lstat', `'${host}'`, host)
 }
 
 /**
@@ -81,8 +80,7 @@ export function fstatOf(fd: number): FileStats {
   if (!nativeFstat) return fs.fstatSync(fd)
   const r = nativeFstat(fd, statOut)
   if (r === 0) return new NativeStats(statOut)
-  const code = codeOfErrno(r)
-  throw Object.assign(new Error(`${code}: fstat ${fd}`), { errno: r, code, syscall: 'fstat' })
+  throw addonError(r, 'fstat', String(fd))
 }
 
 /** Runs one mutation of a branch and logs it with its result at debug level (cf. ovl_do_*). */
@@ -148,10 +146,7 @@ export async function copyUpFileInOneCall(src: string, tmp: string, dst: string,
   const out = new Float64Array(16)
   const args = [src, tmp, dst, parent, owner?.uid ?? -1, owner?.gid ?? -1, truncate, out] as const
   const r = truncate || size <= SYNC_COPY_MAX_BYTES ? copyAddon!.copyUpFile(...args) : await copyAddon!.copyUpFileAsync(...args)
-  if (r !== 0) {
-    const code = codeOfErrno(r)
-    throw Object.assign(new Error(`${code}: copy-up '${src}' -> '${dst}'`), { errno: r, code, syscall: 'copyup', path: src })
-  }
+  if (r !== 0) throw addonError(r, 'copyup', `'${src}' -> '${dst}'`, src)
   return { stats: out[0] ? new NativeStats(out) : undefined, xattrs: out[13]!, xattrFailures: out[14]!, xattrErrno: out[15]! }
 }
 
@@ -164,9 +159,7 @@ const nativeMknod = addon instanceof Error ? undefined : (addon as { mknod?: (ho
 export function mknod(host: string, mode: number, rdev: number): Promise<void> {
   if (nativeMknod && process.env.LAYERFS_PYTHON_MKNOD !== '1') {
     const r = nativeMknod(host, mode, rdev)
-    if (r === 0) return Promise.resolve()
-    const code = codeOfErrno(r)
-    return Promise.reject(Object.assign(new Error(`${code}: mknod '${host}'`), { errno: r, code, syscall: 'mknod', path: host }))
+    return r === 0 ? Promise.resolve() : Promise.reject(addonError(r, 'mknod', `'${host}'`, host))
   }
   return new Promise((resolve, reject) => {
     execFile('python3', ['-c', MKNOD_PY, host, String(mode), String(rdev)], (err, _o, stderr) => {
@@ -191,6 +184,12 @@ const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([k, v]) => [v
 /** 'ENOENT' for 2…; 'EIO' for a number without a name. */
 export function codeOfErrno(errno: number): string {
   return ERRNO_NAMES.get(Math.abs(errno)) ?? 'EIO'
+}
+
+/** The error of an addon call that answered `r` (-errno), shaped as Node's own ("ENOENT: lstat '…'"). */
+function addonError(r: number, syscall: string, what: string, path?: string): NodeJS.ErrnoException {
+  const code = codeOfErrno(r)
+  return Object.assign(new Error(`${code}: ${syscall} ${what}`), { errno: r, code, syscall, ...(path !== undefined ? { path } : {}) })
 }
 
 function withXattrErrno<T>(fn: () => T): T {

@@ -338,21 +338,33 @@ static double* stat_out(napi_env env, napi_value v) {
   return data;
 }
 
+// A path argument into `path` (PATH_MAX bytes): 0, or -ENAMETOOLONG, which the caller answers
+// as the syscall would (errno-shaped, not thrown).
+static int path_arg(napi_env env, napi_value v, char* path) {
+  size_t len;
+  if (napi_get_value_string_utf8(env, v, path, PATH_MAX, &len) != napi_ok || len >= PATH_MAX - 1) return -ENAMETOOLONG;
+  return 0;
+}
+
+// A stat call's answer to JS: 0 with the fields in `out`, or -errno.
+static napi_value stat_answer(napi_env env, int rc, const struct stat* st, double* out) {
+  if (rc != 0) return number(env, -errno);
+  layerfs_stat_to_doubles(st, out);
+  return number(env, 0);
+}
+
 // lstat(path, out) -> 0 | -errno. out: mode, nlink, uid, gid, rdev, size, blksize, blocks, ino,
 // dev, atimeMs, mtimeMs, ctimeMs (the fields and units of Node's fs.Stats).
 static napi_value lstat_js(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (!get_args(env, info, 2, argv)) return NULL;
-  char path[4096];
-  size_t len;
-  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len >= sizeof path - 1)
-    return number(env, -ENAMETOOLONG);
+  char path[PATH_MAX];
+  int bad = path_arg(env, argv[0], path);
+  if (bad) return number(env, bad);
   double* out = stat_out(env, argv[1]);
   if (!out) return NULL;
   struct stat st;
-  if (lstat(path, &st) != 0) return number(env, -errno);
-  layerfs_stat_to_doubles(&st, out);
-  return number(env, 0);
+  return stat_answer(env, lstat(path, &st), &st, out);
 }
 
 // fstat(fd, out) -> 0 | -errno: as lstat, for an open file.
@@ -364,19 +376,16 @@ static napi_value fstat_js(napi_env env, napi_callback_info info) {
   double* out = stat_out(env, argv[1]);
   if (!out) return NULL;
   struct stat st;
-  if (fstat(fd, &st) != 0) return number(env, -errno);
-  layerfs_stat_to_doubles(&st, out);
-  return number(env, 0);
+  return stat_answer(env, fstat(fd, &st), &st, out);
 }
 
 // mknod(path, mode, rdev) -> 0 | -errno: FIFOs, sockets and device nodes (Node has no mknod).
 static napi_value mknod_js(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   if (!get_args(env, info, 3, argv)) return NULL;
-  char path[4096];
-  size_t len;
-  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len >= sizeof path - 1)
-    return number(env, -ENAMETOOLONG);
+  char path[PATH_MAX];
+  int bad = path_arg(env, argv[0], path);
+  if (bad) return number(env, bad);
   uint32_t mode;
   double rdev;
   CHECK(napi_get_value_uint32(env, argv[1], &mode));
