@@ -6,6 +6,7 @@ import { ConfigError, resolveStack } from '../options.js'
 import { LayerFs } from '../layerfs.js'
 import { serve, type ServeOptions, type ServedMount } from '../fuse/mount.js'
 import { startControlServer, type ControlServer } from '../control/server.js'
+import { tuneV8ForDaemon } from './v8-tuning.js'
 import { removeEmptyLog, removeRecord, socketFileFor, writeRecord } from './registry.js'
 import type { DaemonMessage } from './start.js'
 
@@ -26,6 +27,7 @@ function send(m: DaemonMessage): void {
 
 /** Runs the daemon to the end; resolves with the process exit code. */
 export async function runMountDaemon(args: DaemonArgs): Promise<number> {
+  tuneV8ForDaemon()
   let mounted: ServedMount
   let control: ControlServer | undefined
   try {
