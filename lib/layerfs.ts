@@ -778,11 +778,13 @@ export class LayerFs {
             dropWhiteoutsBelow(srcHost)
           }
         } else {
-          srcHost = await this.#copyUp(src, {}, 'rename')
+          srcHost = await this.#copyUp(src, { parentChangesNext: true }, 'rename')
         }
         if (dres && isDirResolution(dres) && dres.hits[0]!.branch === upper) this.#discardUpperDir(dres.hits[0]!.host)
-        // The whiteout goes first: the rw entry beside it still wins until the rename.
-        if (this.resolver.lowerSupplies(src)) createWhiteout(upper.host(parentOf(src)), baseName(src))
+        // The whiteout goes first: the rw entry beside it still wins until the rename. A source
+        // that resolved to a lower entry needs one; an upper one only if it hid a lower entry.
+        const needsWhiteout = sres.hits[0]!.branch !== upper || this.resolver.lowerSupplies(src)
+        if (needsWhiteout) createWhiteout(upper.host(parentOf(src)), baseName(src))
         mutate('rename', dstHost, () => fs.renameSync(srcHost, dstHost))
         removeWhiteout(dstParentHost, dstName)
       } catch (e) {

@@ -29,6 +29,12 @@ export interface CopyUpOptions {
   readonly truncate?: boolean
   /** Told when this call copied the entry itself: how many xattrs it carried up. */
   readonly onCopied?: (copied: { readonly xattrs: number }) => void
+  /**
+   * The caller changes the parent dir right after (rename moves the copy out of it): skip giving
+   * the parent back its times. Saves a stat and a utimensat; if that change fails, the parent
+   * keeps the copy-up's mtime.
+   */
+  readonly parentChangesNext?: boolean
 }
 
 /**
@@ -71,7 +77,8 @@ function copyUpOne(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): Pr
     const top = res.hits[0]!
     if (top.branch === upper) return top.host
     const dst = upper.host(path)
-    const parentHost = path === '/' ? '' : upper.host(parentOf(path))
+    // '' tells both copy paths to leave the parent's times alone.
+    const parentHost = path === '/' || opts.parentChangesNext ? '' : upper.host(parentOf(path))
     const tmp = ctx.work.tempPath('copyup')
     let made: Made
     try {

@@ -129,6 +129,30 @@ describe.skipIf(!built)('copy-up in one addon call', () => {
     if (root) expect([st('/d/private').uid, st('/d/private').gid, st('/d/private').mode & 0o7777]).toEqual([1234, 5678, 0o2750])
   })
 
+  it.each([false, true])('rename of a lower file: the copy under the new name, a whiteout for the old one (step by step: %s)', async (jsPath) => {
+    const fx = makeFixture({ U: { u: { f: 'upper only' } }, L: { d: { plain: file('data', 0o640, 1_000_000), e: {} } } }, 'layerfs-onecall-')
+    fixtures.push(fx)
+    fs.utimesSync(`${fx.dir('L')}/d`, 2_000_000, 2_000_000)
+    fs.utimesSync(`${fx.dir('L')}/d/e`, 2_000_000, 2_000_000)
+    const core = await coreOn(`${fx.dir('U')}=rw:${fx.dir('L')}=ro`, jsPath)
+    const before = Date.now() - 1000
+    await core.rename('/d/plain', '/d/e/moved')
+    const up = fx.dir('U')
+    expect(fs.readFileSync(`${up}/d/e/moved`, 'utf8')).toBe('data')
+    expect([fs.lstatSync(`${up}/d/e/moved`).mode & 0o7777, fs.lstatSync(`${up}/d/e/moved`).mtimeMs]).toEqual([0o640, 1_000_000_000])
+    expect(fs.readdirSync(`${up}/d`).sort()).toEqual(['.wh.plain', 'e'])
+    expect(fs.readFileSync(`${fx.dir('L')}/d/plain`, 'utf8')).toBe('data')
+    expect(fs.readdirSync(`${up}/.wh..wh.layerfs.work`)).toEqual([])
+    // Both dirs changed: the whiteout and the move out of one, the move into the other.
+    expect(fs.lstatSync(`${up}/d`).mtimeMs).toBeGreaterThan(before)
+    expect(fs.lstatSync(`${up}/d/e`).mtimeMs).toBeGreaterThan(before)
+    expect(core.tryGetattr('/d/plain')).toBeUndefined()
+    expect(core.getattr('/d/e/moved').size).toBe(4)
+    // An rw-only file moves without a whiteout: nothing below it to hide.
+    await core.rename('/u/f', '/u/g')
+    expect(fs.readdirSync(`${up}/u`)).toEqual(['g'])
+  })
+
   it.each([false, true])('a source that vanished fails with ENOENT and leaves nothing behind (step by step: %s)', async (jsPath) => {
     const fx = makeFixture({ U: {}, L: { d: { f: 'x', g: 'y' } } }, 'layerfs-onecall-')
     fixtures.push(fx)
