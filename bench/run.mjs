@@ -9,7 +9,7 @@ import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ensureFixture } from './fixture.mjs'
 import { aggregate, isLayerfs, markdown, svgChart } from './report.mjs'
-import { SYSTEMS, isMounted, run } from './systems.mjs'
+import { SYSTEMS, addVariant, isMounted, run } from './systems.mjs'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const ROOT = path.resolve(HERE, '..')
@@ -23,6 +23,8 @@ const USAGE = `usage: npm run bench -- [options]
   --lock FILE          lock taken around each round (default /tmp/layerfs-fuse.lock)
   --publish            also copy the chart to docs/img/benchmarks-PROFILE.svg
   --cli PATH           the layerfs CLI to measure (default dist/bin/layerfs.js): A/B a patched build
+  --variant K=V,…      also measure layerfs (native) with its daemon under K=V (e.g.
+                       LAYERFS_SPARKPLUG=0): an A/B of a knob, interleaved in one run
   --report FILE.json   only re-render the results of an earlier run
 `
 
@@ -40,6 +42,7 @@ function parseArgs(argv) {
     else if (a === '--lock') o.lock = argv[++i]
     else if (a === '--report') o.report = argv[++i]
     else if (a === '--cli') process.env.LAYERFS_BENCH_CLI = path.resolve(argv[++i])
+    else if (a === '--variant') addVariant(argv[++i])
     else if (a === '-h' || a === '--help') { process.stdout.write(USAGE); process.exit(0) }
     else { process.stderr.write(`unknown option ${a}\n${USAGE}`); process.exit(2) }
   }

@@ -10,9 +10,18 @@ const HERE = path.dirname(fileURLToPath(import.meta.url))
 /** The layerfs CLI under test; LAYERFS_BENCH_CLI (run.mjs --cli) points at another build for A/B runs. */
 export const CLI = path.resolve(process.env.LAYERFS_BENCH_CLI ?? path.join(HERE, '../dist/bin/layerfs.js'))
 
-export function run(cmd, args, { timeoutMs = 600_000, input } = {}) {
+function variantEnv(spec) {
+  return Object.fromEntries(spec.split(',').map((kv) => {
+    const i = kv.indexOf('=')
+    if (i <= 0) throw new Error(`--variant wants KEY=VALUE[,KEY=VALUE…], not '${kv}'`)
+    return [kv.slice(0, i), kv.slice(i + 1)]
+  }))
+}
+
+/** Runs a program; `env` adds to this process's environment. */
+export function run(cmd, args, { timeoutMs = 600_000, input, env } = {}) {
   return new Promise((resolve) => {
-    const child = execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 256 << 20 }, (err, stdout, stderr) => {
+    const child = execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 256 << 20, env: env ? { ...process.env, ...env } : process.env }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) })
     })
     if (input !== undefined) child.stdin.end(input)
@@ -73,7 +82,7 @@ const ADDON = path.resolve(path.dirname(CLI), '../../native/build/Release/layerf
  * result never depends on the default or on $LAYERFS_TRANSPORT: 'native' (layerfs's own /dev/fuse
  * loop, root only) or 'fuse-native' (libfuse 2.9 through fuse-native).
  */
-function layerfsSystem(transport, label) {
+function layerfsSystem(transport, label, env) {
   return {
     label,
     transport,
@@ -87,7 +96,7 @@ function layerfsSystem(transport, label) {
       // record left by a crashed round is stale, so only a live pid counts).
       const rec = registryFile(real, 'json')
       const daemonLog = registryFile(real, 'log')
-      const r = await run(process.execPath, [CLI, 'mount', '--transport', transport, '-o', `lowerdir=${lower},upperdir=${upper}`, 'none', mnt])
+      const r = await run(process.execPath, [CLI, 'mount', '--transport', transport, '-o', `lowerdir=${lower},upperdir=${upper}`, 'none', mnt], { env })
       if (r.code !== 0 || !isMounted(mnt)) throw new Error(`layerfs (${transport}) mount failed (${r.code}): ${r.stderr}${logTail(daemonLog)}`)
       let pid
       await waitFor(() => {
@@ -183,3 +192,14 @@ export function peakRssKiB(pid) {
     return undefined
   }
 }
+
+/**
+ * run.mjs --variant KEY=VAL,…: layerfs's native transport once more as 'layerfs-variant', its
+ * daemon under that environment (LAYERFS_SPARKPLUG=0, LAYERFS_WARM_UP=0…): an A/B of a knob in
+ * one interleaved run. The rounds' processes find it in $LAYERFS_BENCH_VARIANT.
+ */
+export function addVariant(spec) {
+  process.env.LAYERFS_BENCH_VARIANT = spec
+  SYSTEMS['layerfs-variant'] = layerfsSystem('native', `layerfs (native, ${spec})`, variantEnv(spec))
+}
+if (process.env.LAYERFS_BENCH_VARIANT) addVariant(process.env.LAYERFS_BENCH_VARIANT)
