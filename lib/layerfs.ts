@@ -324,6 +324,15 @@ export class LayerFs {
     return this.#handle(fh, 'open').fd
   }
 
+  /**
+   * Whether handle `fh` is on a file of the rw branch: opened for writing, or a reader of a file
+   * that lives there (such a reader follows the file across a checkpoint, see #followCopy).
+   */
+  onRwBranch(fh: number): boolean {
+    const f = this.#handle(fh, 'open')
+    return f.writable || f.branch.writable
+  }
+
   read(fh: number, buf: Buffer, len: number, pos: number): number {
     const f = this.#handle(fh, 'read')
     if (f.sealed) this.#followCopy(f)

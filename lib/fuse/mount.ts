@@ -43,7 +43,10 @@ export interface ServeOptions {
    * Default: LAYERFS_TRANSPORT, else native when it is built and we are root.
    */
   readonly transport?: Transport
-  /** native transport, read-only unions: the kernel reads branch files directly (FUSE passthrough) where it allows. */
+  /**
+   * Native transport: the kernel reads files of read-only branches opened read-only straight from
+   * the branch (FUSE passthrough), where it allows (root, Linux 6.9+). Default on; false turns it off.
+   */
   readonly passthrough?: boolean
 }
 
@@ -124,7 +127,7 @@ async function serveNative(core: LayerFs, mountpoint: string, opts: ServeOptions
   const root = process.getuid?.() === 0
   const km = await mountKernel(core, mountpoint, {
     allowOther: opts.allowOther ?? root, entryTimeout: c.entry, attrTimeout: c.attr, negativeTimeout: c.negative,
-    keepCache: c.keepCache, passthrough: opts.passthrough ?? false, dev: opts.dev ?? false, suid: opts.suid ?? false,
+    keepCache: c.keepCache, passthrough: opts.passthrough ?? true, dev: opts.dev ?? false, suid: opts.suid ?? false,
   })
   let finished = false
   const closed = km.ended.then(() => {

@@ -276,4 +276,29 @@ describe('NodeTable', () => {
     t.found(other, 'g2', 600, false)
     expect(g.links).toHaveLength(2)
   })
+  it('retires a file node: its names lead to a new node, it keeps its path and lookups until forgotten', () => {
+    const t = table()
+    const d = t.found(t.root, 'd', 50, true)
+    const f = t.found(d, 'f', 100, false)
+    t.found(t.root, 'hard', 100, false) // a second name of the same inode
+    expect(t.ofIno(100)).toBe(f)
+    f.addHandle(3)
+    t.retire(f)
+    expect(t.child(d, 'f')).toBeUndefined()
+    expect(t.child(t.root, 'hard')).toBeUndefined()
+    expect(t.ofIno(100)).toBeUndefined()
+    expect(t.path(f)).toBe('/d/f') // its open files still answer by a name
+    expect(t.get(f.id)).toBe(f)
+    expect(f.anyHandle()).toBe(3)
+    const g = t.found(d, 'f', 100, false)
+    expect(g).not.toBe(f)
+    expect(g.id).toBeGreaterThan(f.id)
+    expect(t.found(t.root, 'hard', 100, false)).toBe(g)
+    expect(t.path(g)).toBe('/d/f')
+    t.forget(f.id, f.nlookup)
+    expect(t.get(f.id)).toBeUndefined()
+    expect(t.child(d, 'f')).toBe(g) // forgetting the old node leaves the new one's names alone
+    t.retire(d) // a directory is never retired
+    expect(t.child(t.root, 'd')).toBe(d)
+  })
 })

@@ -42,9 +42,6 @@ export interface KernelMount {
 /** Mounts `core` at `mountpoint` (a checked real path) and serves it; resolves once INIT is done. */
 export async function mountKernel(core: LayerFs, mountpoint: string, o: KernelMountOptions): Promise<KernelMount> {
   if (process.getuid?.() !== 0) throw new ConfigError('EPERM', 'the native transport mounts with mount(2) and needs root: use --transport fuse-native')
-  if (o.passthrough && core.upper) {
-    throw new ConfigError('EINVAL', 'passthrough needs a read-only union: the kernel gives every open of a file the first opener\'s backing file, so a writer would write the lower file instead of its copy-up')
-  }
   const addon = loadNativeFuse()
   let fd: number
   try {

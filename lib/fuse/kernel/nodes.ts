@@ -203,6 +203,23 @@ export class NodeTable {
     else node.forgetPath()
   }
 
+  /** The node of inode number `ino`, if the kernel knows one. */
+  ofIno(ino: number): Node | undefined {
+    return this.#byIno.get(ino)
+  }
+
+  /**
+   * `node` keeps serving the kernel's references to it (its open files, its lookups until
+   * forgotten) but no name leads to it any more: the next lookup of any of its names makes a new
+   * node (passthrough.ts: a writer cannot share an inode whose readers pass through).
+   */
+  retire(node: Node): void {
+    if (node === this.root || node.isDir) return
+    const p = this.path(node)
+    for (const l of [...node.links]) this.#dropLink(node, l.parent, l.name)
+    node.lastPath = p // its first name, as before
+  }
+
   /** The kernel dropped `n` lookups of node `id`. */
   forget(id: number, n: number): void {
     const node = this.#byId.get(id)

@@ -18,7 +18,7 @@ import { Passthrough } from './passthrough.js'
 import { Trace } from './trace.js'
 import {
   ATTR_OUT_SIZE, ENTRY_OUT_SIZE, FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH,
-  FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID, FUSE_MIN_MINOR,
+  FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE, FOPEN_PASSTHROUGH, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID, FUSE_MIN_MINOR,
   FUSE_OUR_MINOR, IN_HEADER_SIZE, Init, INIT_OUT_SIZE, notifyIncEpoch, notifyInvalInode, Op,
   OPEN_OUT_SIZE, OUT_HEADER_SIZE, readInitIn, readName, RENAME_NOREPLACE,
   STATFS_OUT_SIZE, u64, writeAttrOut, writeEntry, writeInitOut, writeOpenOut,
@@ -364,7 +364,7 @@ export class KernelSession {
         return this.#gated('open', p, reply, () => core.open(p, flags), (fh: number) => {
           // A truncating open drops privileges as a truncation does (HANDLE_KILLPRIV_V2).
           if (flags & O_TRUNC) core.dropPrivileges(fh, kill)
-          this.#openReply(reply, node, fh, flags)
+          this.#openReply(reply, node, fh)
         })
       }
       case Op.CREATE: {
@@ -376,9 +376,12 @@ export class KernelSession {
         const who = owner(b)
         return this.#gated('create', p, reply, () => core.create(p, mode, flags, who), (fh: number) => {
           const a = core.fgetattr(p, fh)
+          // An existing file's node whose readers pass through cannot take a writer: a new node.
+          const old = this.nodes.ofIno(a.ino)
+          if (old && this.#passthrough?.passingThrough(old)) this.nodes.retire(old)
           const node = this.nodes.found(parent, name, a.ino, false, p)
+          const [flags, backingId] = this.#openFlags(node, fh) ?? [0, 0] // a new node: never stale
           node.addHandle(fh)
-          const [flags, backingId] = this.#openFlags(node, fh)
           writeEntry(this.#body, 0, node.id, a, this.opts.entryTimeout, this.opts.attrTimeout)
           writeOpenOut(this.#body, ENTRY_OUT_SIZE, fh, flags, backingId)
           reply(0, undefined, ENTRY_OUT_SIZE + OPEN_OUT_SIZE)
@@ -549,19 +552,28 @@ export class KernelSession {
     this.#onInit?.()
   }
 
-  #openReply(reply: Reply, node: Node, fh: number, flags: number): void {
+  #openReply(reply: Reply, node: Node, fh: number): void {
+    const answer = this.#openFlags(node, fh)
+    if (!answer) {
+      // The node's readers pass through to another file (passthrough.ts): this open gets a new
+      // node. ESTALE makes the kernel look the path up again (LOOKUP_REVAL) and retry once.
+      this.core.release(fh)
+      this.nodes.retire(node)
+      log.debug('open of node %d answered ESTALE: its readers pass through to another file', node.id)
+      return reply(-ERRNO.ESTALE)
+    }
     node.addHandle(fh)
-    const [openFlags, backingId] = this.#openFlags(node, fh)
-    writeOpenOut(this.#body, 0, fh, openFlags, backingId)
+    writeOpenOut(this.#body, 0, fh, answer[0], answer[1])
     reply(0, undefined, OPEN_OUT_SIZE)
   }
 
-  /** FOPEN_* flags and passthrough backing id for a new handle. */
-  #openFlags(node: Node, fh: number): [number, number] {
+  /** FOPEN_* flags and passthrough backing id for a new handle; undefined: stale (ESTALE). */
+  #openFlags(node: Node, fh: number): [number, number] | undefined {
     const keep = this.opts.keepCache ? FOPEN_KEEP_CACHE : 0
     if (!this.#passthrough) return [keep, 0]
-    const d = this.#passthrough.open(node, fh, this.core.hostFd(fh))
-    return [d.flags === 0 ? keep : d.flags, d.backingId]
+    const d = this.#passthrough.open(node, fh, this.core.hostFd(fh), this.core.onRwBranch(fh))
+    if (d.kind === 'stale') return undefined
+    return d.kind === 'passthrough' ? [FOPEN_PASSTHROUGH, d.backingId] : [keep, 0]
   }
 
   #sizedReply(reply: Reply, size: number, value: Buffer): void {
