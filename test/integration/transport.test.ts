@@ -136,7 +136,7 @@ m = mmap.mmap(fd, 0, prot=mmap.PROT_READ); print(m[-3:].decode(), os.pread(fd2, 
 
   it.skipIf(!NATIVE)('passthrough with a rw branch: readers of lower files bypass the daemon; writers and later readers of a copy-up get a new kernel inode', async () => {
     const big = 'y'.repeat(2 << 20) + 'end'
-    const m = await mountIt({ A: {}, B: { f: 'lower', big, u: 'u0', g: 'g0' } }, { spec: 'A=rw:B=ro', args: ['--passthrough'] })
+    const m = await mountIt({ A: {}, B: { f: 'lower', big, u: 'u0', g: 'g0' } }, { spec: 'A=rw:B=ro' }) // passthrough by default
     const status = async (): Promise<{ protocol: { passthrough: boolean }; operations: Record<string, number> }> =>
       JSON.parse((await cli(['status', 'mnt', '--json'], { cwd: m.root })).stdout)
     const reads = async (): Promise<number> => (await status()).operations.read ?? 0
@@ -182,5 +182,12 @@ os.close(w); os.close(r)
     expect(r2).toBeGreaterThan(r1)
     expect(await m.ok('tail -c 3 mnt/big')).toBe('end')
     expect(await reads()).toBe(r2)
+    // --no-passthrough: every read through layerfs.
+    await m.unmount()
+    const r = await cli(['mount', '--no-passthrough', 'A=rw:B=ro', 'mnt'], { cwd: m.root })
+    expect(r.code, r.stderr).toBe(0)
+    expect((await status()).protocol.passthrough).toBe(false)
+    expect(await m.ok('tail -c 3 mnt/big')).toBe('end')
+    expect(await reads()).toBeGreaterThan(0)
   })
 })
