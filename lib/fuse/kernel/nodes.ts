@@ -14,6 +14,8 @@ export class Node {
   links: Link[] = []
   /** The path of the last name removed (a file unlinked while open still answers by it). */
   lastPath = '/'
+  /** No name leads here any more, but its file was not removed (NodeTable.retire). */
+  retired = false
   /**
    * Open handles on this node (an unlinked file is reached through them): one handle as a
    * number, more in a Set (a file is opened once at a time mostly; an empty Set per file once
@@ -218,6 +220,7 @@ export class NodeTable {
     const p = this.path(node)
     for (const l of [...node.links]) this.#dropLink(node, l.parent, l.name)
     node.lastPath = p // its first name, as before
+    node.retired = true
   }
 
   /** The kernel dropped `n` lookups of node `id`. */

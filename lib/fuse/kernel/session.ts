@@ -184,20 +184,31 @@ export class KernelSession {
 
   /**
    * A node's path: made of names checked when the kernel first sent them. ENOENT for a node
-   * whose last name was removed: its old name may belong to another file by now.
+   * whose last name was removed: its old name may belong to another file by now. ESTALE for a
+   * retired node whose name leads elsewhere now: the kernel looks the name up again and retries.
    */
   #path(node: Node): string {
-    if (node.links.length === 0 && node !== this.nodes.root) throw Object.assign(new Error('removed'), { code: 'ENOENT' })
-    return this.nodes.path(node)
+    const p = this.#livePath(node)
+    if (p !== undefined) return p
+    throw Object.assign(new Error(node.retired ? 'retired' : 'removed'), { code: node.retired ? 'ESTALE' : 'ENOENT' })
+  }
+
+  /**
+   * The path that leads to `node` now, if one does. A retired node (passthrough.ts) is still
+   * reached through dentries the kernel has not looked up again: its old name serves while it
+   * leads to the same file.
+   */
+  #livePath(node: Node): string | undefined {
+    if (node.links.length > 0 || node === this.nodes.root) return this.nodes.path(node)
+    if (node.retired && this.core.tryGetattr(node.lastPath)?.ino === node.ino) return node.lastPath
+    return undefined
   }
 
   /** Attributes of `node`, through open handle `fh` when given (the only way to a removed file). */
   #attrOf(node: Node, fh: number | undefined): Attr {
-    if (node.links.length > 0 || node === this.nodes.root) {
-      const p = this.nodes.path(node)
-      return fh !== undefined ? this.core.fgetattr(p, fh) : this.core.getattr(p)
-    }
-    if (fh === undefined) throw Object.assign(new Error('removed'), { code: 'ENOENT' })
+    const p = this.#livePath(node)
+    if (p !== undefined) return fh !== undefined ? this.core.fgetattr(p, fh) : this.core.getattr(p)
+    if (fh === undefined) throw Object.assign(new Error('removed'), { code: node.retired ? 'ESTALE' : 'ENOENT' })
     // From the descriptor; its number is the node's (the old name may now be another file's).
     return { ...this.core.fgetattr(node.lastPath, fh), ino: node.ino }
   }
@@ -600,9 +611,10 @@ export class KernelSession {
     const handle = fh ?? openHandle(node)
     // A removed file that is still open can only be truncated, through its handle (the host
     // ftruncate sets its times); its mode and owner cannot change any more (ENOENT).
-    const removed = node.links.length === 0 && node !== this.nodes.root
-    if (removed && (fh === undefined || valid & (FATTR_MODE | FATTR_UID | FATTR_GID))) return reply(-ERRNO.ENOENT)
-    const p = removed ? node.lastPath : this.#path(node)
+    const live = this.#livePath(node)
+    const removed = live === undefined
+    if (removed && (fh === undefined || valid & (FATTR_MODE | FATTR_UID | FATTR_GID))) return reply(node.retired ? -ERRNO.ESTALE : -ERRNO.ENOENT)
+    const p = live ?? node.lastPath
     const op = valid & FATTR_SIZE ? (fh !== undefined ? 'ftruncate' : 'truncate') : valid & FATTR_MODE ? 'chmod' : valid & (FATTR_UID | FATTR_GID) ? 'chown' : 'utimens'
     this.#gated(op, p, reply, async () => {
       if (valid & FATTR_MODE) await core.chmod(p, mode)
@@ -641,9 +653,9 @@ function owner(b: Buffer): Owner {
   return { uid: b.readUInt32LE(24), gid: b.readUInt32LE(28) }
 }
 
-/** An open handle of `node`, if any (an unlinked file is reached through it). */
+/** An open handle of `node`, if any (an unlinked file is reached through it; a retired one by its name). */
 function openHandle(node: Node): number | undefined {
-  return node.links.length > 0 ? undefined : node.anyHandle()
+  return node.links.length > 0 || node.retired ? undefined : node.anyHandle()
 }
 
 
