@@ -199,12 +199,14 @@ os.close(w); os.close(r)
     // writers rewrite, truncate-and-write or chmod random files. Every open must succeed: the
     // ESTALE answers (a writer, or a reader after a copy-up) are retried inside the kernel, and
     // a retired node still answers by its name. Reads racing writes may mix the two versions
-    // (Linux reads are not atomic against writes), but hold nothing else.
+    // (Linux reads are not atomic against writes), and a read racing an O_TRUNC open may see
+    // zeros (a known race, with or without passthrough: docs/transport.md "Passthrough"), but
+    // hold nothing else.
     const out = await m.ok(`python3 -c "
 import os, random, time, multiprocessing as mp
 N = 12
 def valid(i, data):
-    lines = data.decode().split(chr(10))
+    lines = data.replace(bytes(1), b'').decode().split(chr(10))
     return all(any(v.startswith(l) for v in ('lower-%d' % i, 'written-%d' % i)) for l in lines)
 def reader(seed, q):
     r = random.Random(seed); held = []; errs = []; n = 0; end = time.time() + 3

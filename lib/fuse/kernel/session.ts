@@ -369,6 +369,11 @@ export class KernelSession {
       }
       case Op.OPEN: {
         const node = this.#node(nodeid)
+        // Reached through a dentry not looked up again since the node was retired: a second
+        // kernel inode for the file would keep a page cache of its own, out of step with the
+        // current node's (a reader saw zeros after a truncation through the other). The kernel
+        // retries the open after a fresh lookup, which leads to the current node.
+        if (node.retired) return reply(-ERRNO.ESTALE)
         const flags = b.readUInt32LE(A)
         const kill = (b.readUInt32LE(A + 4) & FUSE_OPEN_KILL_SUIDGID) !== 0
         const p = this.#path(node)
