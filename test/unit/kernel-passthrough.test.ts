@@ -4,9 +4,15 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import type { NativeFuse } from '../../lib/fuse/kernel/addon.js'
+import { Activity } from '../../lib/fuse/activity.js'
+import { tryNativeFuse, type NativeFuse } from '../../lib/fuse/kernel/addon.js'
 import { NodeTable } from '../../lib/fuse/kernel/nodes.js'
 import { Passthrough } from '../../lib/fuse/kernel/passthrough.js'
+import { FATTR_MODE, FOPEN_PASSTHROUGH, Init, Op } from '../../lib/fuse/kernel/protocol.js'
+import { cstr, release, ScratchKernel, u32s } from '../../lib/fuse/kernel/scratch-kernel.js'
+import { KernelSession } from '../../lib/fuse/kernel/session.js'
+import { UnionView } from '../../lib/union-view.js'
+import { makeFixture, type Fixture } from '../helpers/fixture.js'
 
 let dir: string
 const fds: number[] = []
@@ -97,5 +103,93 @@ describe('Passthrough', () => {
     pt.release(1)
     pt.release(2)
     expect(pt.size).toBe(0)
+  })
+})
+
+// The session's side, through its real dispatcher (a ScratchKernel writes requests, reads the
+// replies): an open that cannot share a passed-through inode retires the node and answers
+// ESTALE, and the retired node answers by its old name only while it leads to the same file.
+const realAddon = tryNativeFuse()
+const ESTALE = -os.constants.errno.ESTALE
+
+describe.skipIf(!realAddon)('KernelSession with passthrough', () => {
+  let fx: Fixture | undefined
+  afterEach(() => fx?.cleanup())
+
+  async function session(): Promise<{ k: ScratchKernel; backings: number[]; up: string }> {
+    fx = makeFixture({ U: {}, L: { d: { f: 'lower' } } })
+    const core = new UnionView(`${fx.dir('U')}=rw:${fx.dir('L')}=ro`).core
+    const backings: number[] = []
+    // The addon's functions are neither enumerable nor writable: inherit them, shadow the two ioctls.
+    const addon = Object.create(realAddon!, {
+      backingOpen: { value: () => backings.push(backings.length + 1) },
+      backingClose: { value: () => undefined },
+    }) as NativeFuse
+    const fd = fs.openSync(`${fx.root}/replies`, 'w+')
+    const s = new KernelSession(core, new Activity(), addon, fd, {
+      entryTimeout: 60, attrTimeout: 60, negativeTimeout: 60, keepCache: true, passthrough: true, maxIo: 1 << 20,
+    })
+    const k = new ScratchKernel(s, fd)
+    // INIT from a 7.40 kernel that offers passthrough (flags2 bit 5, with INIT_EXT).
+    const init = Buffer.alloc(64)
+    init.writeUInt32LE(7, 0)
+    init.writeUInt32LE(40, 4)
+    init.writeUInt32LE(1 << 20, 8)
+    init.writeUInt32LE(Number(Init.INIT_EXT), 12)
+    init.writeUInt32LE(Number(Init.PASSTHROUGH >> 32n), 16)
+    expect((await k.exchange(Op.INIT, 0, init)).error).toBe(0)
+    expect(s.negotiated?.passthrough).toBe(true)
+    return { k, backings, up: fx.dir('U') }
+  }
+
+  /** OPEN: the reply's error, open flags and backing id. */
+  async function open(k: ScratchKernel, node: number, flags: number): Promise<{ error: number; openFlags?: number; backingId?: number; fh?: number }> {
+    const r = await k.exchange(Op.OPEN, node, u32s(flags, 0))
+    if (r.error !== 0) return { error: r.error }
+    return { error: 0, openFlags: r.body.readUInt32LE(8), backingId: r.body.readInt32LE(12), fh: Number(r.body.readBigUInt64LE(0)) }
+  }
+
+  it('a writer of a passed-through file gets ESTALE and, after a new lookup, a new node', async () => {
+    const { k, backings, up } = await session()
+    const d = await k.lookup(1, 'd')
+    const n = await k.lookup(d, 'f')
+    const reader = await open(k, n, fs.constants.O_RDONLY)
+    expect(reader).toMatchObject({ error: 0, openFlags: FOPEN_PASSTHROUGH, backingId: 1 })
+    expect(backings).toEqual([1])
+    expect((await open(k, n, fs.constants.O_WRONLY)).error).toBe(ESTALE)
+    expect(fs.readFileSync(`${up}/d/f`, 'utf8')).toBe('lower') // the copy-up was made
+    // Requests that reach the retired node through a cached dentry: answered by its old name.
+    const attr = await k.exchange(Op.GETATTR, n, Buffer.alloc(16))
+    expect(attr.error).toBe(0)
+    expect((await open(k, n, fs.constants.O_RDONLY)).error).toBe(ESTALE) // opens go to the new node
+    expect((await k.exchange(Op.RELEASE, n, release(reader.fh!))).error).toBe(0)
+    expect((await open(k, n, fs.constants.O_RDONLY)).error).toBe(ESTALE) // even with no reader left
+    // The kernel's retry: LOOKUP_REVAL of the name, then the open on what it returned.
+    const m = await k.lookup(d, 'f')
+    expect(m).not.toBe(n)
+    const w = await open(k, m, fs.constants.O_WRONLY)
+    expect(w.error).toBe(0)
+    expect(w.openFlags! & FOPEN_PASSTHROUGH).toBe(0) // writers use the page cache
+    // Once the name leads to another file, the old node is stale for path requests too.
+    expect((await k.exchange(Op.UNLINK, d, cstr('f'))).error).toBe(0)
+    expect((await k.exchange(Op.GETATTR, n, Buffer.alloc(16))).error).toBe(ESTALE)
+  })
+
+  it('a reader after a copy-up (chmod) opens the copy on a new node; readers of the same file share one backing', async () => {
+    const { k, backings } = await session()
+    const d = await k.lookup(1, 'd')
+    const n = await k.lookup(d, 'f')
+    expect((await open(k, n, fs.constants.O_RDONLY)).backingId).toBe(1)
+    expect((await open(k, n, fs.constants.O_RDONLY)).backingId).toBe(1)
+    expect(backings).toEqual([1])
+    const chmod = Buffer.alloc(88)
+    chmod.writeUInt32LE(FATTR_MODE, 0)
+    chmod.writeUInt32LE(0o100600, 68)
+    expect((await k.exchange(Op.SETATTR, n, chmod)).error).toBe(0) // copies f up
+    expect((await open(k, n, fs.constants.O_RDONLY)).error).toBe(ESTALE)
+    const m = await k.lookup(d, 'f')
+    const r = await open(k, m, fs.constants.O_RDONLY)
+    expect(r.error).toBe(0)
+    expect(r.openFlags! & FOPEN_PASSTHROUGH).toBe(0) // a rw-branch file: through layerfs
   })
 })

@@ -11,9 +11,8 @@ import { fs } from '../../fs.js'
 import { withScratchStack } from '../../warm-up.js'
 import { Activity } from '../activity.js'
 import type { NativeFuse } from './addon.js'
-import {
-  ENTRY_OUT_SIZE, FATTR_ATIME, FATTR_GID, FATTR_MODE, FATTR_MTIME, FATTR_UID, IN_HEADER_SIZE, Op, OUT_HEADER_SIZE, u64, writeU64,
-} from './protocol.js'
+import { ENTRY_OUT_SIZE, FATTR_ATIME, FATTR_GID, FATTR_MODE, FATTR_MTIME, FATTR_UID, Op, u64 } from './protocol.js'
+import { cstr, io, release, ScratchKernel, setattr, u32s, u64buf } from './scratch-kernel.js'
 import { KernelSession, type SessionOptions } from './session.js'
 
 const { O_RDONLY, O_WRONLY, O_RDWR, O_TRUNC } = fs.constants
@@ -30,84 +29,6 @@ export async function warmUpSession(addon: NativeFuse, dir: string, opts: Sessio
       fs.closeSync(fd)
     }
   })
-}
-
-/** The kernel's side of the scratch session: builds requests, reads their replies back. */
-class ScratchKernel {
-  #unique = 1
-  #offset = 0
-
-  constructor(readonly session: KernelSession, readonly fd: number) {}
-
-  /** Sends one request; resolves with its reply's body. An error reply rejects, unless `errorOk`. */
-  async send(opcode: number, nodeid: number, args: Buffer, errorOk = false): Promise<Buffer> {
-    const b = this.session.request
-    const len = IN_HEADER_SIZE + args.length
-    b.fill(0, 0, IN_HEADER_SIZE) // uid, gid, pid 0: root, as the daemon
-    b.writeUInt32LE(len, 0)
-    b.writeUInt32LE(opcode, 4)
-    b.writeUInt32LE(this.#unique++, 8)
-    writeU64(b, nodeid, 16)
-    args.copy(b, IN_HEADER_SIZE)
-    this.session.dispatch(len)
-    // Most requests are answered before dispatch returns; a copy-up or a create settles promises.
-    const header = Buffer.alloc(OUT_HEADER_SIZE)
-    for (let i = 0; i < 100 && fs.readSync(this.fd, header, 0, OUT_HEADER_SIZE, this.#offset) < OUT_HEADER_SIZE; i++) {
-      await new Promise((r) => setImmediate(r))
-    }
-    const size = header.readUInt32LE(0)
-    if (size < OUT_HEADER_SIZE) throw new Error(`warm-up: no reply to opcode ${opcode}`)
-    const error = header.readInt32LE(4)
-    const body = Buffer.alloc(size - OUT_HEADER_SIZE)
-    fs.readSync(this.fd, body, 0, body.length, this.#offset + OUT_HEADER_SIZE)
-    this.#offset += size
-    if (error !== 0 && !errorOk) throw new Error(`warm-up: opcode ${opcode} answered ${error}`)
-    return body
-  }
-
-  /** An entry's node id (LOOKUP, CREATE, MKDIR reply: fuse_entry_out starts with it). */
-  async lookup(parent: number, name: string): Promise<number> {
-    return u64(await this.send(Op.LOOKUP, parent, cstr(name)), 0)
-  }
-}
-
-/** A NUL-terminated name, as the kernel sends it. */
-function cstr(...names: string[]): Buffer {
-  return Buffer.concat(names.map((n) => Buffer.from(n + '\0')))
-}
-
-function u32s(...v: number[]): Buffer {
-  const b = Buffer.alloc(v.length * 4)
-  v.forEach((x, i) => b.writeUInt32LE(x >>> 0, i * 4))
-  return b
-}
-
-/** fuse_read_in / fuse_write_in (40 bytes): fh, offset, size, then zeros. */
-function io(fh: number, offset: number, size: number): Buffer {
-  const b = Buffer.alloc(40)
-  writeU64(b, fh, 0)
-  writeU64(b, offset, 8)
-  b.writeUInt32LE(size, 16)
-  return b
-}
-
-/** fuse_release_in (24 bytes). */
-function release(fh: number): Buffer {
-  const b = Buffer.alloc(24)
-  writeU64(b, fh, 0)
-  return b
-}
-
-/** fuse_setattr_in (88 bytes) with `valid` and the fields it names. */
-function setattr(valid: number, f: { mode?: number; uid?: number; gid?: number; atime?: number; mtime?: number }): Buffer {
-  const b = Buffer.alloc(88)
-  b.writeUInt32LE(valid, 0)
-  writeU64(b, f.atime ?? 0, 32)
-  writeU64(b, f.mtime ?? 0, 40)
-  b.writeUInt32LE(f.mode ?? 0, 68)
-  b.writeUInt32LE(f.uid ?? 0, 76)
-  b.writeUInt32LE(f.gid ?? 0, 80)
-  return b
 }
 
 /** The requests, in the order a container's first seconds bring them. */
@@ -159,10 +80,4 @@ async function talk(k: ScratchKernel): Promise<void> {
   await k.send(Op.RELEASE, h, release(fh))
   await k.send(Op.SYMLINK, d, cstr('s', 'g'))
   await k.send(Op.LINK, d, Buffer.concat([u64buf(g), cstr('g2')]))
-}
-
-function u64buf(v: number): Buffer {
-  const b = Buffer.alloc(8)
-  writeU64(b, v, 0)
-  return b
 }
