@@ -10,14 +10,6 @@ const HERE = path.dirname(fileURLToPath(import.meta.url))
 /** The layerfs CLI under test; LAYERFS_BENCH_CLI (run.mjs --cli) points at another build for A/B runs. */
 export const CLI = path.resolve(process.env.LAYERFS_BENCH_CLI ?? path.join(HERE, '../dist/bin/layerfs.js'))
 
-function variantEnv(spec) {
-  return Object.fromEntries(spec.split(',').map((kv) => {
-    const i = kv.indexOf('=')
-    if (i <= 0) throw new Error(`--variant wants KEY=VALUE[,KEY=VALUE…], not '${kv}'`)
-    return [kv.slice(0, i), kv.slice(i + 1)]
-  }))
-}
-
 /** Runs a program; `env` adds to this process's environment. */
 export function run(cmd, args, { timeoutMs = 600_000, input, env } = {}) {
   return new Promise((resolve) => {
@@ -191,6 +183,15 @@ export function peakRssKiB(pid) {
   } catch {
     return undefined
   }
+}
+
+/** KEY=VAL,… as an environment object. */
+function variantEnv(spec) {
+  return Object.fromEntries(spec.split(',').map((kv) => {
+    const i = kv.indexOf('=')
+    if (i <= 0) throw new Error(`--variant wants KEY=VALUE[,KEY=VALUE…], not '${kv}'`)
+    return [kv.slice(0, i), kv.slice(i + 1)]
+  }))
 }
 
 /**

@@ -16,7 +16,7 @@ export class ScratchKernel {
   /** Sends one request; resolves with its reply's body. An error reply rejects, unless `errorOk`. */
   async send(opcode: number, nodeid: number, args: Buffer, errorOk = false): Promise<Buffer> {
     const { error, body } = await this.exchange(opcode, nodeid, args)
-    if (error !== 0 && !errorOk) throw new Error(`warm-up: opcode ${opcode} answered ${error}`)
+    if (error !== 0 && !errorOk) throw new Error(`scratch kernel: opcode ${opcode} answered ${error}`)
     return body
   }
 
@@ -37,7 +37,7 @@ export class ScratchKernel {
       await new Promise((r) => setImmediate(r))
     }
     const size = header.readUInt32LE(0)
-    if (size < OUT_HEADER_SIZE) throw new Error(`warm-up: no reply to opcode ${opcode}`)
+    if (size < OUT_HEADER_SIZE) throw new Error(`scratch kernel: no reply to opcode ${opcode}`)
     const error = header.readInt32LE(4)
     const body = Buffer.alloc(size - OUT_HEADER_SIZE)
     fs.readSync(this.fd, body, 0, body.length, this.#offset + OUT_HEADER_SIZE)

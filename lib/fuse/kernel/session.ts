@@ -190,7 +190,7 @@ export class KernelSession {
   #path(node: Node): string {
     const p = this.#livePath(node)
     if (p !== undefined) return p
-    throw Object.assign(new Error(node.retired ? 'retired' : 'removed'), { code: node.retired ? 'ESTALE' : 'ENOENT' })
+    throw Object.assign(new Error('no path'), { code: gone(node) })
   }
 
   /**
@@ -208,7 +208,7 @@ export class KernelSession {
   #attrOf(node: Node, fh: number | undefined): Attr {
     const p = this.#livePath(node)
     if (p !== undefined) return fh !== undefined ? this.core.fgetattr(p, fh) : this.core.getattr(p)
-    if (fh === undefined) throw Object.assign(new Error('removed'), { code: node.retired ? 'ESTALE' : 'ENOENT' })
+    if (fh === undefined) throw Object.assign(new Error('no path'), { code: gone(node) })
     // From the descriptor; its number is the node's (the old name may now be another file's).
     return { ...this.core.fgetattr(node.lastPath, fh), ino: node.ino }
   }
@@ -618,7 +618,7 @@ export class KernelSession {
     // ftruncate sets its times); its mode and owner cannot change any more (ENOENT).
     const live = this.#livePath(node)
     const removed = live === undefined
-    if (removed && (fh === undefined || valid & (FATTR_MODE | FATTR_UID | FATTR_GID))) return reply(node.retired ? -ERRNO.ESTALE : -ERRNO.ENOENT)
+    if (removed && (fh === undefined || valid & (FATTR_MODE | FATTR_UID | FATTR_GID))) return reply(-ERRNO[gone(node)])
     const p = live ?? node.lastPath
     const op = valid & FATTR_SIZE ? (fh !== undefined ? 'ftruncate' : 'truncate') : valid & FATTR_MODE ? 'chmod' : valid & (FATTR_UID | FATTR_GID) ? 'chown' : 'utimens'
     this.#gated(op, p, reply, async () => {
@@ -656,6 +656,14 @@ export class KernelSession {
 /** The caller of request `b` (struct fuse_in_header uid, gid), who owns what it creates. */
 function owner(b: Buffer): Owner {
   return { uid: b.readUInt32LE(24), gid: b.readUInt32LE(28) }
+}
+
+/**
+ * What a request by path answers for a node no name leads to: ENOENT when its file was removed,
+ * ESTALE when it was retired (the kernel looks the name up again and retries).
+ */
+function gone(node: Node): 'ENOENT' | 'ESTALE' {
+  return node.retired ? 'ESTALE' : 'ENOENT'
 }
 
 /** An open handle of `node`, if any (an unlinked file is reached through it; a retired one by its name). */
