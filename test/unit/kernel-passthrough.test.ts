@@ -54,14 +54,14 @@ describe('Passthrough', () => {
     const n = new NodeTable(1).found(new NodeTable(1).root, 'f', 10, false)
     expect(pt.open(n, 1, open('lower'), false)).toEqual({ kind: 'passthrough', backingId: 1 })
     expect(pt.open(n, 2, open('lower'), false)).toEqual({ kind: 'passthrough', backingId: 1 })
-    expect(pt.passingThrough(n)).toBe(true)
+    expect(pt.keepsBranchFile(n)).toBe(true)
     pt.release(1)
     expect(closed).toEqual([])
     pt.release(2)
     expect(closed).toEqual([1])
     expect(opened).toEqual([1])
     expect(pt.size).toBe(0)
-    expect(pt.passingThrough(n)).toBe(false)
+    expect(pt.keepsBranchFile(n)).toBe(false)
   })
 
   it('a writer, a reader of a rw-branch file, or a reader of another file is stale while readers pass through', () => {
@@ -84,7 +84,7 @@ describe('Passthrough', () => {
     const n = new NodeTable(1).found(new NodeTable(1).root, 'f', 10, false)
     expect(pt.open(n, 1, open('copy'), true)).toEqual({ kind: 'cached' })
     expect(pt.open(n, 2, open('lower'), false)).toEqual({ kind: 'cached' })
-    expect(pt.passingThrough(n)).toBe(false)
+    expect(pt.keepsBranchFile(n)).toBe(false)
     pt.release(1)
     expect(pt.open(n, 3, open('lower'), false)).toEqual({ kind: 'cached' }) // handle 2 is still open
     pt.release(2)
@@ -103,6 +103,23 @@ describe('Passthrough', () => {
     pt.release(1)
     pt.release(2)
     expect(pt.size).toBe(0)
+  })
+
+  it('without passthrough, readers of a branch file still keep their node to themselves: a writer or the copy is stale', () => {
+    const { addon, opened } = fakeAddon()
+    const pt = new Passthrough(addon, 99, false)
+    const n = new NodeTable(1).found(new NodeTable(1).root, 'f', 10, false)
+    expect(pt.open(n, 1, open('lower'), false)).toEqual({ kind: 'cached' })
+    expect(pt.open(n, 2, open('lower'), false)).toEqual({ kind: 'cached' }) // the same file: shared
+    expect(pt.keepsBranchFile(n)).toBe(true)
+    expect(pt.open(n, 3, open('lower'), true)).toEqual({ kind: 'stale' }) // a writer
+    expect(pt.open(n, 4, open('copy'), false)).toEqual({ kind: 'stale' }) // the copy, after a chmod
+    pt.release(1)
+    pt.release(2)
+    expect(pt.size).toBe(0)
+    expect(pt.open(n, 5, open('copy'), true)).toEqual({ kind: 'cached' }) // a writer first: page cache
+    expect(pt.keepsBranchFile(n)).toBe(false)
+    expect(opened).toEqual([]) // never a backing file
   })
 })
 

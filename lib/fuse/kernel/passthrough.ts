@@ -18,6 +18,12 @@
 //   opened a lower file before a copy-up keeps reading it, as on overlayfs).
 // The kernel changes an inode's mode when a file is closed, before it sends RELEASE: this table
 // is never less busy than the kernel's, so what it allows the kernel allows.
+//
+// Without passthrough (not offered, refused, or --no-passthrough) the readers of a branch file
+// still get a node of their own: one kernel inode has one page cache, and a reader that opened
+// the lower file before a copy-up reads the lower file's data, which must not fill the pages
+// (under the copy's size) that the copy's readers read. Such nodes are in mode `lower`: reads
+// through the page cache, the same staleness rules as passthrough.
 import { fstatOf } from '../../fs.js'
 import { createLogger } from '../../log.js'
 import type { NativeFuse } from './addon.js'
@@ -29,6 +35,7 @@ const log = createLogger('layerfs:kernel')
 /** A node's counted handles: passthrough to one backing file, or through the page cache. */
 type NodeMode =
   | { readonly kind: 'passthrough'; readonly id: number; readonly dev: number; readonly ino: number; opens: number }
+  | { readonly kind: 'lower'; readonly dev: number; readonly ino: number; opens: number }
   | { readonly kind: 'cached'; opens: number }
 
 /** How to answer an open: FOPEN_PASSTHROUGH with a backing id, the page cache, or ESTALE. */
@@ -43,13 +50,17 @@ const STALE: OpenDecision = { kind: 'stale' }
 export class Passthrough {
   readonly #modes = new Map<Node, NodeMode>()
   readonly #handles = new Map<number, Node>()
-  #refused = false
+  #refused: boolean
 
-  constructor(readonly addon: NativeFuse, readonly devFd: number) {}
+  /** `offered`: passthrough was negotiated (else every node reads through the page cache). */
+  constructor(readonly addon: NativeFuse, readonly devFd: number, offered = true) {
+    this.#refused = !offered
+  }
 
-  /** Whether `node` has handles open in passthrough mode (a new writer of it would be stale). */
-  passingThrough(node: Node): boolean {
-    return this.#modes.get(node)?.kind === 'passthrough'
+  /** Whether `node`'s handles read one branch file (passthrough or `lower`): a new writer of it would be stale. */
+  keepsBranchFile(node: Node): boolean {
+    const kind = this.#modes.get(node)?.kind
+    return kind === 'passthrough' || kind === 'lower'
   }
 
   /**
@@ -59,14 +70,15 @@ export class Passthrough {
    */
   open(node: Node, fh: number, hostFd: number, rw: boolean): OpenDecision {
     const mode = this.#modes.get(node)
-    if (mode?.kind === 'passthrough') {
+    if (mode?.kind === 'passthrough' || mode?.kind === 'lower') {
       if (rw) return STALE
       const st = fstatOf(hostFd)
       if (st.dev !== mode.dev || st.ino !== mode.ino) return STALE
-      return this.#count(mode, node, fh, { kind: 'passthrough', backingId: mode.id })
+      return this.#count(mode, node, fh, mode.kind === 'passthrough' ? { kind: 'passthrough', backingId: mode.id } : CACHED)
     }
     if (mode) return this.#count(mode, node, fh, CACHED)
-    if (rw || this.#refused) return this.#count({ kind: 'cached', opens: 0 }, node, fh, CACHED)
+    if (rw) return this.#count({ kind: 'cached', opens: 0 }, node, fh, CACHED)
+    if (this.#refused) return this.#lower(node, fh, hostFd)
     let id: number
     try {
       id = this.addon.backingOpen(this.devFd, hostFd)
@@ -75,10 +87,16 @@ export class Passthrough {
       // file system): serve reads through layerfs from now on.
       this.#refused = true
       log.warnOnce('passthrough', 'FUSE passthrough refused (%s): reads go through layerfs', (e as Error).message)
-      return this.#count({ kind: 'cached', opens: 0 }, node, fh, CACHED)
+      return this.#lower(node, fh, hostFd)
     }
     const st = fstatOf(hostFd)
     return this.#count({ kind: 'passthrough', id, dev: st.dev, ino: st.ino, opens: 0 }, node, fh, { kind: 'passthrough', backingId: id })
+  }
+
+  /** A reader of a branch file through the page cache, kept apart from the file's copy. */
+  #lower(node: Node, fh: number, hostFd: number): OpenDecision {
+    const st = fstatOf(hostFd)
+    return this.#count({ kind: 'lower', dev: st.dev, ino: st.ino, opens: 0 }, node, fh, CACHED)
   }
 
   #count(mode: NodeMode, node: Node, fh: number, d: OpenDecision): OpenDecision {

@@ -21,28 +21,43 @@ export class ScratchKernel {
   }
 
   /** Sends one request; resolves with its reply: the (negative) errno and the body. */
-  async exchange(opcode: number, nodeid: number, args: Buffer): Promise<{ error: number; body: Buffer }> {
+  async exchange(opcode: number, nodeid: number, args: Buffer, pid = 0): Promise<{ error: number; body: Buffer }> {
+    this.post(opcode, nodeid, args, pid)
+    // Most requests are answered before dispatch returns; a copy-up or a create settles promises.
+    const r = await this.nextReply()
+    if (r === undefined) throw new Error(`scratch kernel: no reply to opcode ${opcode}`)
+    return r
+  }
+
+  /** Dispatches one request from task `pid` (0: as the daemon) without waiting; its unique id. */
+  post(opcode: number, nodeid: number, args: Buffer, pid = 0): number {
     const b = this.session.request
     const len = IN_HEADER_SIZE + args.length
-    b.fill(0, 0, IN_HEADER_SIZE) // uid, gid, pid 0: root, as the daemon
+    const unique = this.#unique++
+    b.fill(0, 0, IN_HEADER_SIZE) // uid, gid 0: root, as the daemon
     b.writeUInt32LE(len, 0)
     b.writeUInt32LE(opcode, 4)
-    b.writeUInt32LE(this.#unique++, 8)
+    b.writeUInt32LE(unique, 8)
     writeU64(b, nodeid, 16)
+    b.writeUInt32LE(pid, 32)
     args.copy(b, IN_HEADER_SIZE)
     this.session.dispatch(len)
-    // Most requests are answered before dispatch returns; a copy-up or a create settles promises.
+    return unique
+  }
+
+  /** The next reply written, after up to `turns` event-loop turns; undefined if none came. */
+  async nextReply(turns = 100): Promise<{ error: number; body: Buffer; unique: number } | undefined> {
     const header = Buffer.alloc(OUT_HEADER_SIZE)
-    for (let i = 0; i < 100 && fs.readSync(this.fd, header, 0, OUT_HEADER_SIZE, this.#offset) < OUT_HEADER_SIZE; i++) {
+    for (let i = 0; i < turns && fs.readSync(this.fd, header, 0, OUT_HEADER_SIZE, this.#offset) < OUT_HEADER_SIZE; i++) {
       await new Promise((r) => setImmediate(r))
     }
     const size = header.readUInt32LE(0)
-    if (size < OUT_HEADER_SIZE) throw new Error(`scratch kernel: no reply to opcode ${opcode}`)
+    if (size < OUT_HEADER_SIZE) return undefined
     const error = header.readInt32LE(4)
     const body = Buffer.alloc(size - OUT_HEADER_SIZE)
     fs.readSync(this.fd, body, 0, body.length, this.#offset + OUT_HEADER_SIZE)
     this.#offset += size
-    return { error, body }
+    return { error, body, unique: header.readUInt32LE(8) }
   }
 
   /** An entry's node id (LOOKUP, CREATE, MKDIR reply: fuse_entry_out starts with it). */

@@ -15,6 +15,7 @@ import type { NativeFuse } from './addon.js'
 import { Listings } from './listing.js'
 import { NodeTable, type Node } from './nodes.js'
 import { Passthrough } from './passthrough.js'
+import { ShrinkSettle } from './shrink-settle.js'
 import { Trace } from './trace.js'
 import {
   ATTR_OUT_SIZE, ENTRY_OUT_SIZE, FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH,
@@ -73,7 +74,10 @@ export class KernelSession {
   /** The reply body area of #out (after the header), made once: the hot path writes into it. */
   #body: Buffer
   readonly #listings: Listings
+  /** Per-node I/O modes of open files (passthrough.ts), set at INIT. */
   #passthrough: Passthrough | undefined
+  /** Short READs racing a shrink of their file wait for the kernel to learn its size (shrink-settle.ts). */
+  readonly #shrinks = new ShrinkSettle()
   #session: object | undefined
   #ended = false
   #onInit: (() => void) | undefined
@@ -137,6 +141,7 @@ export class KernelSession {
     const lo = b.readUInt32LE(8)
     const hi = b.readUInt32LE(12)
     const nodeid = u64(b, 16)
+    if (this.#shrinks.size !== 0) this.#shrinks.seen(b.readUInt32LE(32))
     const reply: Reply = (error, body, len) => this.#reply(lo, hi, error, body, len)
     try {
       this.#handle(opcode, nodeid, b, n, reply)
@@ -376,10 +381,14 @@ export class KernelSession {
         if (node.retired) return reply(-ERRNO.ESTALE)
         const flags = b.readUInt32LE(A)
         const kill = (b.readUInt32LE(A + 4) & FUSE_OPEN_KILL_SUIDGID) !== 0
+        const pid = b.readUInt32LE(32)
         const p = this.#path(node)
         return this.#gated('open', p, reply, () => core.open(p, flags), (fh: number) => {
-          // A truncating open drops privileges as a truncation does (HANDLE_KILLPRIV_V2).
-          if (flags & O_TRUNC) core.dropPrivileges(fh, kill)
+          if (flags & O_TRUNC) {
+            // A truncating open drops privileges as a truncation does (HANDLE_KILLPRIV_V2).
+            core.dropPrivileges(fh, kill)
+            this.#shrinks.shrunk(node.id, pid)
+          }
           this.#openReply(reply, node, fh)
         })
       }
@@ -390,14 +399,16 @@ export class KernelSession {
         const [name] = readName(b, A + 16, n)
         const p = this.#child(parent, name)
         const who = owner(b)
+        const pid = b.readUInt32LE(32)
         return this.#gated('create', p, reply, () => core.create(p, mode, flags, who), (fh: number) => {
           const a = core.fgetattr(p, fh)
           // An existing file's node whose readers pass through cannot take a writer: a new node.
           const old = this.nodes.ofIno(a.ino)
-          if (old && this.#passthrough?.passingThrough(old)) this.nodes.retire(old)
+          if (old && this.#passthrough?.keepsBranchFile(old)) this.nodes.retire(old)
           const node = this.nodes.found(parent, name, a.ino, false, p)
           const [flags, backingId] = this.#openFlags(node, fh) ?? [0, 0] // a new node: never stale
           node.addHandle(fh)
+          if (flags & O_TRUNC) this.#shrinks.shrunk(node.id, pid)
           writeEntry(this.#body, 0, node.id, a, this.opts.entryTimeout, this.opts.attrTimeout)
           writeOpenOut(this.#body, ENTRY_OUT_SIZE, fh, flags, backingId)
           reply(0, undefined, ENTRY_OUT_SIZE + OPEN_OUT_SIZE)
@@ -409,6 +420,10 @@ export class KernelSession {
         const offset = u64(b, A + 8)
         const size = Math.min(b.readUInt32LE(A + 16), this.#body.length)
         const got = core.read(fh, this.#body, size, offset)
+        if (got < size && this.#shrinks.size !== 0) {
+          const data = Buffer.from(this.#body.subarray(0, got))
+          if (this.#shrinks.hold(nodeid, () => reply(0, data))) return
+        }
         return reply(0, undefined, got)
       }
       case Op.WRITE: {
@@ -562,7 +577,7 @@ export class KernelSession {
       maxStackDepth: passthrough ? 1 : 0,
     })
     this.negotiated = { minor, flags, passthrough, maxWrite: this.opts.maxIo }
-    if (passthrough) this.#passthrough = new Passthrough(this.addon, this.fd)
+    this.#passthrough = new Passthrough(this.addon, this.fd, passthrough)
     reply(0, undefined, INIT_OUT_SIZE)
     log.debug('INIT: kernel 7.%d, using 7.%d, flags %s', init.minor, minor, flags.toString(16))
     this.#onInit?.()
@@ -571,11 +586,11 @@ export class KernelSession {
   #openReply(reply: Reply, node: Node, fh: number): void {
     const answer = this.#openFlags(node, fh)
     if (!answer) {
-      // The node's readers pass through to another file (passthrough.ts): this open gets a new
-      // node. ESTALE makes the kernel look the path up again (LOOKUP_REVAL) and retry once.
+      // The node's readers keep another file (passthrough.ts: passthrough or `lower` mode): this
+      // open gets a new node. ESTALE makes the kernel look the path up again (LOOKUP_REVAL) and retry once.
       this.core.release(fh)
       this.nodes.retire(node)
-      log.debug('open of node %d answered ESTALE: its readers pass through to another file', node.id)
+      log.debug('open of node %d answered ESTALE: its readers keep another file', node.id)
       return reply(-ERRNO.ESTALE)
     }
     node.addHandle(fh)
@@ -612,6 +627,7 @@ export class KernelSession {
     const mode = b.readUInt32LE(A + 68)
     const uid = b.readUInt32LE(A + 76)
     const gid = b.readUInt32LE(A + 80)
+    const pid = b.readUInt32LE(32)
     const core = this.core
     const handle = fh ?? openHandle(node)
     // A removed file that is still open can only be truncated, through its handle (the host
@@ -633,6 +649,7 @@ export class KernelSession {
           await core.truncate(p, size)
           core.dropPrivilegesAt(p, kill)
         }
+        this.#shrinks.shrunk(node.id, pid)
       }
       if (!removed && valid & (FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW)) {
         const now = Date.now()

@@ -1,0 +1,87 @@
+// Short READs racing a shrink of their file wait until the kernel knows the new size.
+//
+// When a file shrinks — an O_TRUNC open (ATOMIC_O_TRUNC) or a SETATTR of its size — the daemon
+// shrinks the branch file first; the kernel sets the new size only after the reply, in the
+// shrinking task's own context, once the scheduler runs it (fs/fuse/file.c fuse_open →
+// fuse_truncate_update_attr; dir.c fuse_do_setattr). A reader that still holds the old size and
+// reads a page in between gets a short READ, which the kernel zero-fills. The kernel means to
+// shrink the size to the short read's end (fuse_short_read), but does not when any attribute
+// update of the inode came between the READ's sending and its reply (the attr_version check),
+// nor during a SETATTR truncation (FUSE_I_SIZE_UNSTABLE). The reader then copies zeros up to
+// the old size (docs/transport.md "A read racing a truncation").
+//
+// So after a shrink, the node has a *window* until the shrinking task is seen again: its next
+// request (any) means it has returned from the open or truncate, so the kernel has the new
+// size. A READ of the node that comes back short inside the window is held, and answered when
+// the window closes; the reader then compares against the new size and sees the end of the
+// file. The window also closes after SETTLE_MS: the task may be blocked until the held READ is
+// answered (the truncation's page-cache drop waits on the page that READ fills — after the
+// size is set), or may simply not send anything more. Outside a race no READ waits: a writer
+// that truncates, writes and closes has been seen again before anyone reads what it wrote.
+
+/** The longest a short READ waits for a shrink of its file to settle (see above). */
+export const SETTLE_MS = 10
+
+interface Window {
+  /** The shrinking task (fuse_in_header.pid). */
+  readonly pid: number
+  readonly at: number
+  /** Replies held until the window closes. */
+  held: (() => void)[]
+  timer: NodeJS.Timeout | undefined
+}
+
+export class ShrinkSettle {
+  /** Open windows by node id. */
+  readonly #windows = new Map<number, Window>()
+
+  /** How many windows are open (the request loop calls `seen` only when some are). */
+  get size(): number {
+    return this.#windows.size
+  }
+
+  /** Task `pid` shrank node `nodeid`'s file (its reply is about to go). */
+  shrunk(nodeid: number, pid: number): void {
+    const now = performance.now()
+    if (this.#windows.size >= 64) this.#sweep(now)
+    const old = this.#windows.get(nodeid)
+    if (old) this.#close(nodeid, old)
+    this.#windows.set(nodeid, { pid, at: now, held: [], timer: undefined })
+  }
+
+  /** A request from task `pid` arrived: the windows it opened close. */
+  seen(pid: number): void {
+    for (const [id, w] of this.#windows) if (w.pid === pid) this.#close(id, w)
+  }
+
+  /**
+   * A READ of node `nodeid` came back short: holds `answer` if a shrink of the node has not
+   * settled yet (true), else leaves the answer to the caller (false).
+   */
+  hold(nodeid: number, answer: () => void): boolean {
+    const w = this.#windows.get(nodeid)
+    if (w === undefined) return false
+    const left = w.at + SETTLE_MS - performance.now()
+    if (left <= 0) {
+      this.#close(nodeid, w)
+      return false
+    }
+    w.held.push(answer)
+    w.timer ??= setTimeout(() => this.#close(nodeid, w), left)
+    return true
+  }
+
+  #close(nodeid: number, w: Window): void {
+    if (this.#windows.get(nodeid) === w) this.#windows.delete(nodeid)
+    if (w.timer !== undefined) clearTimeout(w.timer)
+    w.timer = undefined
+    const held = w.held
+    w.held = []
+    for (const answer of held) answer()
+  }
+
+  /** Closes windows past SETTLE_MS (most never hold a READ and close when their task is seen). */
+  #sweep(now: number): void {
+    for (const [id, w] of this.#windows) if (now - w.at >= SETTLE_MS) this.#close(id, w)
+  }
+}

@@ -1,0 +1,137 @@
+// ShrinkSettle: a short READ of a file that just shrank is held until the shrinking task is seen
+// again (or SETTLE_MS pass), so the reader compares against the new size, not the old one.
+import * as fs from 'node:fs'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { Activity } from '../../lib/fuse/activity.js'
+import { tryNativeFuse } from '../../lib/fuse/kernel/addon.js'
+import { Op } from '../../lib/fuse/kernel/protocol.js'
+import { io, ScratchKernel, u32s } from '../../lib/fuse/kernel/scratch-kernel.js'
+import { KernelSession } from '../../lib/fuse/kernel/session.js'
+import { SETTLE_MS, ShrinkSettle } from '../../lib/fuse/kernel/shrink-settle.js'
+import { UnionView } from '../../lib/union-view.js'
+import { makeFixture, type Fixture } from '../helpers/fixture.js'
+
+describe('ShrinkSettle', () => {
+  beforeEach(() => vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] }))
+  afterEach(() => vi.useRealTimers())
+
+  it('holds a short READ of a shrunk node until the shrinking task sends its next request', () => {
+    const s = new ShrinkSettle()
+    const answered: string[] = []
+    expect(s.hold(7, () => answered.push('before'))).toBe(false) // no shrink: answered at once
+    s.shrunk(7, 100)
+    expect(s.size).toBe(1)
+    expect(s.hold(8, () => answered.push('other node'))).toBe(false)
+    expect(s.hold(7, () => answered.push('a'))).toBe(true)
+    expect(s.hold(7, () => answered.push('b'))).toBe(true)
+    s.seen(200) // a reader's request: the window stays open
+    expect(answered).toEqual([])
+    s.seen(100) // the truncating task is back: it has set the new size
+    expect(answered).toEqual(['a', 'b'])
+    expect(s.size).toBe(0)
+    expect(s.hold(7, () => answered.push('after'))).toBe(false)
+  })
+
+  it('answers held READs after SETTLE_MS when the task is not seen (it may wait on the held page)', () => {
+    const s = new ShrinkSettle()
+    const answered: number[] = []
+    s.shrunk(7, 100)
+    vi.advanceTimersByTime(SETTLE_MS / 2)
+    expect(s.hold(7, () => answered.push(1))).toBe(true)
+    vi.advanceTimersByTime(SETTLE_MS / 2 - 1)
+    expect(answered).toEqual([])
+    vi.advanceTimersByTime(1)
+    expect(answered).toEqual([1])
+    expect(s.size).toBe(0)
+  })
+
+  it('holds nothing once SETTLE_MS have passed since the shrink', () => {
+    const s = new ShrinkSettle()
+    s.shrunk(7, 100)
+    vi.advanceTimersByTime(SETTLE_MS)
+    expect(s.hold(7, () => undefined)).toBe(false)
+    expect(s.size).toBe(0)
+  })
+
+  it('a second shrink of the node answers what the first held and opens a new window', () => {
+    const s = new ShrinkSettle()
+    const answered: number[] = []
+    s.shrunk(7, 100)
+    s.hold(7, () => answered.push(1))
+    s.shrunk(7, 101)
+    expect(answered).toEqual([1])
+    expect(s.hold(7, () => answered.push(2))).toBe(true)
+    s.seen(100) // the first task's window is gone
+    expect(answered).toEqual([1])
+    s.seen(101)
+    expect(answered).toEqual([1, 2])
+  })
+
+  it('forgets settled windows that never held a READ', () => {
+    const s = new ShrinkSettle()
+    for (let i = 0; i < 64; i++) s.shrunk(i, 1000 + i)
+    vi.advanceTimersByTime(SETTLE_MS)
+    s.shrunk(99, 5)
+    expect(s.size).toBe(1)
+  })
+})
+
+// The session's side, through its real dispatcher: a READ that comes back short after another
+// task's truncating open is held until that task sends its next request, then answered first.
+const addon = tryNativeFuse()
+
+describe.skipIf(!addon)('KernelSession: short READs after a truncating open', () => {
+  let fx: Fixture | undefined
+  afterEach(() => fx?.cleanup())
+
+  async function session(): Promise<ScratchKernel> {
+    fx = makeFixture({ U: { f: 'x'.repeat(3000) } })
+    const core = new UnionView(`${fx.dir('U')}=rw`).core
+    const fd = fs.openSync(`${fx.root}/replies`, 'w+')
+    const s = new KernelSession(core, new Activity(), addon!, fd, {
+      entryTimeout: 60, attrTimeout: 60, negativeTimeout: 60, keepCache: true, passthrough: false, maxIo: 1 << 20,
+    })
+    const k = new ScratchKernel(s, fd)
+    const init = Buffer.alloc(64)
+    init.writeUInt32LE(7, 0)
+    init.writeUInt32LE(40, 4)
+    init.writeUInt32LE(1 << 20, 8)
+    expect((await k.exchange(Op.INIT, 0, init)).error).toBe(0)
+    return k
+  }
+
+  async function openFh(k: ScratchKernel, node: number, flags: number, pid: number): Promise<number> {
+    const r = await k.exchange(Op.OPEN, node, u32s(flags, 0), pid)
+    expect(r.error).toBe(0)
+    return Number(r.body.readBigUInt64LE(0))
+  }
+
+  it('holds the READ until the truncating task is seen again; full READs and later READs are not held', async () => {
+    const k = await session()
+    const f = await k.lookup(1, 'f')
+    const reader = await openFh(k, f, fs.constants.O_RDONLY, 200)
+    expect((await k.exchange(Op.READ, f, io(reader, 0, 1024), 200)).body.length).toBe(1024) // full: never held
+    await openFh(k, f, fs.constants.O_WRONLY | fs.constants.O_TRUNC, 100)
+    // The file is empty now; a reader that still has the old size reads a page of it.
+    const read = k.post(Op.READ, f, io(reader, 0, 4096), 200)
+    expect(await k.nextReply(20)).toBeUndefined()
+    expect((await k.exchange(Op.GETATTR, f, Buffer.alloc(16), 300)).error).toBe(0) // another task: still held
+    k.post(Op.GETATTR, f, Buffer.alloc(16), 100) // the truncating task is back
+    const held = await k.nextReply()
+    expect(held).toMatchObject({ unique: read, error: 0 })
+    expect(held!.body.length).toBe(0)
+    expect((await k.nextReply())!.error).toBe(0) // the GETATTR's own reply
+    expect((await k.exchange(Op.READ, f, io(reader, 0, 4096), 200)).body.length).toBe(0) // window closed
+  })
+
+  it('answers a held READ after SETTLE_MS when the truncating task sends nothing', async () => {
+    const k = await session()
+    const f = await k.lookup(1, 'f')
+    const reader = await openFh(k, f, fs.constants.O_RDONLY, 200)
+    await openFh(k, f, fs.constants.O_WRONLY | fs.constants.O_TRUNC, 100)
+    const read = k.post(Op.READ, f, io(reader, 0, 4096), 200)
+    expect(await k.nextReply(20)).toBeUndefined()
+    await new Promise((r) => setTimeout(r, SETTLE_MS))
+    expect(await k.nextReply()).toMatchObject({ unique: read, error: 0 })
+  })
+})
