@@ -4,8 +4,8 @@ import * as fs from 'node:fs'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { Activity } from '../../lib/fuse/activity.js'
 import { tryNativeFuse } from '../../lib/fuse/kernel/addon.js'
-import { Op } from '../../lib/fuse/kernel/protocol.js'
-import { io, ScratchKernel, u32s } from '../../lib/fuse/kernel/scratch-kernel.js'
+import { FATTR_SIZE, Op } from '../../lib/fuse/kernel/protocol.js'
+import { io, ScratchKernel, setattr, u32s } from '../../lib/fuse/kernel/scratch-kernel.js'
 import { KernelSession } from '../../lib/fuse/kernel/session.js'
 import { SETTLE_MS, ShrinkSettle } from '../../lib/fuse/kernel/shrink-settle.js'
 import { UnionView } from '../../lib/union-view.js'
@@ -122,6 +122,19 @@ describe.skipIf(!addon)('KernelSession: short READs after a truncating open', ()
     expect(held!.body.length).toBe(0)
     expect((await k.nextReply())!.error).toBe(0) // the GETATTR's own reply
     expect((await k.exchange(Op.READ, f, io(reader, 0, 4096), 200)).body.length).toBe(0) // window closed
+  })
+
+  it('a truncation by SETATTR opens the same window', async () => {
+    const k = await session()
+    const f = await k.lookup(1, 'f')
+    const reader = await openFh(k, f, fs.constants.O_RDONLY, 200)
+    expect((await k.exchange(Op.SETATTR, f, setattr(FATTR_SIZE, { size: 100 }), 100)).error).toBe(0)
+    const read = k.post(Op.READ, f, io(reader, 0, 4096), 200)
+    expect(await k.nextReply(20)).toBeUndefined()
+    k.post(Op.GETATTR, f, Buffer.alloc(16), 100)
+    const held = await k.nextReply()
+    expect(held).toMatchObject({ unique: read, error: 0 })
+    expect(held!.body.length).toBe(100)
   })
 
   it('answers a held READ after SETTLE_MS when the truncating task sends nothing', async () => {

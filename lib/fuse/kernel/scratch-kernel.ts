@@ -94,9 +94,10 @@ export function release(fh: number): Buffer {
 }
 
 /** fuse_setattr_in (88 bytes) with `valid` and the fields it names. */
-export function setattr(valid: number, f: { mode?: number; uid?: number; gid?: number; atime?: number; mtime?: number }): Buffer {
+export function setattr(valid: number, f: { size?: number; mode?: number; uid?: number; gid?: number; atime?: number; mtime?: number }): Buffer {
   const b = Buffer.alloc(88)
   b.writeUInt32LE(valid, 0)
+  writeU64(b, f.size ?? 0, 16)
   writeU64(b, f.atime ?? 0, 32)
   writeU64(b, f.mtime ?? 0, 40)
   b.writeUInt32LE(f.mode ?? 0, 68)
