@@ -1,15 +1,18 @@
 // The FUSE ops table: a thin translation of LayerFs. Callbacks, numbers and fuse-native's
 // calling conventions exist only here; every request is answered, whatever happens.
+import { constants as fsConstants } from 'node:fs'
 import { constants } from 'node:os'
 import type { Attr } from '../attr.js'
 import { errnoName, toFuseErrno } from '../errors.js'
 import type { LayerFs } from '../layerfs.js'
 import { Activity, GATED_OPS } from './activity.js'
+import { ShrinkSettle } from './shrink-settle.js'
 import { createLogger } from '../log.js'
 import { normalizeUnionPath } from '../paths.js'
 
 const log = createLogger('layerfs:fuse')
 const ENOENT = -constants.errno.ENOENT
+const O_TRUNC = fsConstants.O_TRUNC
 
 type Cb = (code: number, value?: unknown) => void
 
@@ -95,6 +98,17 @@ function utimeArgs(atime: number, mtime: number): [number | undefined, number | 
 export function makeFuseOps(core: LayerFs, activity = new Activity()): Record<string, (...args: any[]) => void> {
   const P = (p: string): string => normalizeUnionPath(p)
   const counts = activity.counts
+  // Short reads racing a truncation wait until the kernel has the new size (shrink-settle.ts).
+  // libfuse 2 does not say which task sent a request: the truncating handle's next operation
+  // ends the window instead.
+  const shrinks = new ShrinkSettle<string>()
+  const touch = (fd: number): void => {
+    if (shrinks.size !== 0) shrinks.seen(fd)
+  }
+  const shrunk = (path: string, by: number) => <T>(v: T): T => {
+    shrinks.shrunk(P(path), by)
+    return v
+  }
   const settle = (op: string, path: string, cb: Cb, fn: () => unknown, map?: (v: any) => unknown): void => {
     counts[op] = (counts[op] ?? 0) + 1
     if (GATED_OPS.has(op)) activity.gate(() => settleNow(op, path, cb, fn, map))
@@ -112,7 +126,10 @@ export function makeFuseOps(core: LayerFs, activity = new Activity()): Record<st
         cb(failure('getattr', path, e))
       }
     },
-    fgetattr: (path: string, fd: number, cb: Cb) => settle('fgetattr', path, cb, () => core.fgetattr(P(path), fd), toFuseStat),
+    fgetattr(path: string, fd: number, cb: Cb) {
+      touch(fd)
+      settle('fgetattr', path, cb, () => core.fgetattr(P(path), fd), toFuseStat)
+    },
     access: (path: string, mode: number, cb: Cb) => settle('access', path, cb, () => core.access(P(path), mode)),
     readdir: (path: string, cb: Cb) => settle('readdir', path, cb, () => core.readdir(P(path))),
     readlink: (path: string, cb: Cb) => settle('readlink', path, cb, () => core.readlink(P(path))),
@@ -120,22 +137,41 @@ export function makeFuseOps(core: LayerFs, activity = new Activity()): Record<st
       ...s, blocks: clamp32(s.blocks), bfree: clamp32(s.bfree), bavail: clamp32(s.bavail),
       files: clamp32(s.files), ffree: clamp32(s.ffree), favail: clamp32(s.ffree),
     })),
-    open: (path: string, flags: number, cb: Cb) => settle('open', path, cb, () => core.open(P(path), flags)),
+    // atomic_o_trunc: a truncating open shrinks the file; its handle's next operation ends the window.
+    open: (path: string, flags: number, cb: Cb) =>
+      settle('open', path, cb, () => core.open(P(path), flags), flags & O_TRUNC ? (fh: number) => shrunk(path, fh)(fh) : undefined),
     create: (path: string, mode: number, cb: Cb) => settle('create', path, cb, () => core.create(P(path), mode)),
     read(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) {
       counts.read = (counts.read ?? 0) + 1
-      settleCount('read', path, cb, () => core.read(fd, buf, len, pos))
+      touch(fd)
+      // The kernel's buffer stays lent until cb: a held short read answers later.
+      const done = shrinks.size === 0 ? cb : (n: number): void => {
+        if (n >= 0 && n < len && shrinks.hold(P(path), () => cb(n))) return
+        cb(n)
+      }
+      settleCount('read', path, done, () => core.read(fd, buf, len, pos))
     },
     write(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) {
       counts.write = (counts.write ?? 0) + 1
+      touch(fd)
       activity.gate(() => settleCount('write', path, cb, () => core.write(fd, buf, len, pos)))
     },
-    release: (path: string, fd: number, cb: Cb) => settle('release', path, cb, () => core.release(fd)),
+    release(path: string, fd: number, cb: Cb) {
+      touch(fd)
+      settle('release', path, cb, () => core.release(fd))
+    },
     // No flush op: libfuse answers ENOSYS once and the kernel stops sending FLUSH at every close.
-    fsync: (path: string, datasync: number, fd: number, cb: Cb) => settle('fsync', path, cb, () => core.fsync(fd, !!datasync)),
+    fsync(path: string, datasync: number, fd: number, cb: Cb) {
+      touch(fd)
+      settle('fsync', path, cb, () => core.fsync(fd, !!datasync))
+    },
     fsyncdir: (path: string, _datasync: number, _fd: number, cb: Cb) => settle('fsyncdir', path, cb, () => core.fsyncdir(P(path))),
-    truncate: (path: string, size: number, cb: Cb) => settle('truncate', path, cb, () => core.truncate(P(path), size)),
-    ftruncate: (path: string, fd: number, size: number, cb: Cb) => settle('ftruncate', path, cb, () => core.ftruncate(fd, size)),
+    // A truncation by path has no handle to be seen again: its window lasts SETTLE_MS.
+    truncate: (path: string, size: number, cb: Cb) => settle('truncate', path, cb, () => core.truncate(P(path), size), shrunk(path, -1)),
+    ftruncate(path: string, fd: number, size: number, cb: Cb) {
+      touch(fd)
+      settle('ftruncate', path, cb, () => core.ftruncate(fd, size), shrunk(path, fd))
+    },
     chmod: (path: string, mode: number, cb: Cb) => settle('chmod', path, cb, () => core.chmod(P(path), mode)),
     chown: (path: string, uid: number, gid: number, cb: Cb) => settle('chown', path, cb, () => core.chown(P(path), uid, gid)),
     utimens(path: string, atime: number, mtime: number, cb: Cb) {

@@ -267,7 +267,7 @@ print(sum(n for n, _ in res) > 1000, sorted(set(e for _, es in res for e in es))
     const m = await mountIt({ A: { d: { f0: 'old-0\n'.repeat(400), f1: 'old-1\n'.repeat(400) } } }, { spec: 'A=rw' })
     // Six readers keep files open and re-read them while three writers rewrite them with
     // open(O_TRUNC) + write. A read may see the old text, the new one or nothing (the file was
-    // empty a moment), never a NUL byte: without the wait in lib/fuse/kernel/shrink-settle.ts a
+    // empty a moment), never a NUL byte: without the wait in lib/fuse/shrink-settle.ts a
     // reader that still had the old size read 2400 NULs, 10–50 times in 10 s.
     const out = await m.ok(`python3 -c "
 import os, random, time, multiprocessing as mp

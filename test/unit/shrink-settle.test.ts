@@ -3,11 +3,12 @@
 import * as fs from 'node:fs'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { Activity } from '../../lib/fuse/activity.js'
+import { makeFuseOps } from '../../lib/fuse/adapter.js'
 import { tryNativeFuse } from '../../lib/fuse/kernel/addon.js'
 import { FATTR_SIZE, Op } from '../../lib/fuse/kernel/protocol.js'
 import { io, ScratchKernel, setattr, u32s } from '../../lib/fuse/kernel/scratch-kernel.js'
 import { KernelSession } from '../../lib/fuse/kernel/session.js'
-import { SETTLE_MS, ShrinkSettle } from '../../lib/fuse/kernel/shrink-settle.js'
+import { SETTLE_MS, ShrinkSettle } from '../../lib/fuse/shrink-settle.js'
 import { UnionView } from '../../lib/union-view.js'
 import { makeFixture, type Fixture } from '../helpers/fixture.js'
 
@@ -53,18 +54,23 @@ describe('ShrinkSettle', () => {
     expect(s.size).toBe(0)
   })
 
-  it('a second shrink of the node answers what the first held and opens a new window', () => {
+  it('a second shrink of the node keeps what the first held until the second task is seen', () => {
     const s = new ShrinkSettle()
     const answered: number[] = []
     s.shrunk(7, 100)
     s.hold(7, () => answered.push(1))
-    s.shrunk(7, 101)
-    expect(answered).toEqual([1])
+    s.shrunk(7, 101) // the kernel's size is still the old one until task 101 has set it
+    expect(answered).toEqual([])
     expect(s.hold(7, () => answered.push(2))).toBe(true)
     s.seen(100) // the first task's window is gone
-    expect(answered).toEqual([1])
+    expect(answered).toEqual([])
     s.seen(101)
     expect(answered).toEqual([1, 2])
+    s.shrunk(7, 102)
+    s.hold(7, () => answered.push(3))
+    s.shrunk(7, 103)
+    vi.advanceTimersByTime(SETTLE_MS) // nobody seen: the timer still answers
+    expect(answered).toEqual([1, 2, 3])
   })
 
   it('forgets settled windows that never held a READ', () => {
@@ -146,5 +152,42 @@ describe.skipIf(!addon)('KernelSession: short READs after a truncating open', ()
     expect(await k.nextReply(20)).toBeUndefined()
     await new Promise((r) => setTimeout(r, SETTLE_MS))
     expect(await k.nextReply()).toMatchObject({ unique: read, error: 0 })
+  })
+})
+
+// The fuse-native adapter's side: libfuse 2 names no task, so the truncating handle's next
+// operation closes the window.
+describe('fuse-native ops: short reads after a truncating open', () => {
+  let fx: Fixture | undefined
+  afterEach(() => fx?.cleanup())
+
+  function call<T>(fn: (cb: (code: number, v?: T) => void) => void): Promise<T> {
+    return new Promise((resolve, reject) => fn((code, v) => (code === 0 ? resolve(v as T) : reject(new Error(`answered ${code}`)))))
+  }
+  const turns = async (n = 20): Promise<void> => {
+    for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r))
+  }
+
+  it('holds a short read until the truncating handle writes; a full read is never held', async () => {
+    fx = makeFixture({ U: { f: 'x'.repeat(3000) } })
+    const ops = makeFuseOps(new UnionView(`${fx.dir('U')}=rw`).core)
+    const reader = await call<number>((cb) => ops.open!('/f', fs.constants.O_RDONLY, cb))
+    const buf = Buffer.alloc(4096)
+    let got: number | undefined
+    ops.read!('/f', reader, buf, 1024, 0, (n: number) => (got = n))
+    await turns()
+    expect(got).toBe(1024)
+    const writer = await call<number>((cb) => ops.open!('/f', fs.constants.O_WRONLY | fs.constants.O_TRUNC, cb))
+    got = undefined
+    ops.read!('/f', reader, buf, 4096, 0, (n: number) => (got = n))
+    await turns()
+    expect(got).toBeUndefined() // the file is empty: a reader with the old size would copy zeros
+    let wrote: number | undefined
+    ops.write!('/f', writer, Buffer.from('new'), 3, 0, (n: number) => (wrote = n))
+    expect(got).toBe(0) // released when the truncating handle was seen, before its write ran
+    await turns()
+    expect(wrote).toBe(3)
+    await call((cb) => ops.release!('/f', writer, cb))
+    await call((cb) => ops.release!('/f', reader, cb))
   })
 })

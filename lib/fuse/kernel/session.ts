@@ -15,7 +15,7 @@ import type { NativeFuse } from './addon.js'
 import { Listings } from './listing.js'
 import { NodeTable, type Node } from './nodes.js'
 import { Passthrough } from './passthrough.js'
-import { ShrinkSettle } from './shrink-settle.js'
+import { ShrinkSettle } from '../shrink-settle.js'
 import { Trace } from './trace.js'
 import {
   ATTR_OUT_SIZE, ENTRY_OUT_SIZE, FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH,

@@ -12,7 +12,9 @@
 //
 // So after a shrink, the node has a *window* until the shrinking task is seen again: its next
 // request (any) means it has returned from the open or truncate, so the kernel has the new
-// size. A READ of the node that comes back short inside the window is held, and answered when
+// size. (The native session knows the task: fuse_in_header.pid. libfuse 2 does not tell the
+// fuse-native adapter; there the truncation comes as an ftruncate of a handle, and the handle's
+// next operation is the sign. Windows are keyed by node id or by union path.) A READ of the node that comes back short inside the window is held, and answered when
 // the window closes; the reader then compares against the new size and sees the end of the
 // file. The window also closes after SETTLE_MS: the task may be blocked until the held READ is
 // answered (the truncation's page-cache drop waits on the page that READ fills — after the
@@ -23,42 +25,46 @@
 export const SETTLE_MS = 10
 
 interface Window {
-  /** The shrinking task (fuse_in_header.pid). */
-  readonly pid: number
+  /** Who shrank the file: a task (fuse_in_header.pid) or a handle. */
+  readonly by: number
   readonly at: number
   /** Replies held until the window closes. */
   held: (() => void)[]
   timer: NodeJS.Timeout | undefined
 }
 
-export class ShrinkSettle {
-  /** Open windows by node id. */
-  readonly #windows = new Map<number, Window>()
+export class ShrinkSettle<K = number> {
+  /** Open windows by node id (or path). */
+  readonly #windows = new Map<K, Window>()
 
   /** How many windows are open (the request loop calls `seen` only when some are). */
   get size(): number {
     return this.#windows.size
   }
 
-  /** Task `pid` shrank node `nodeid`'s file (its reply is about to go). */
-  shrunk(nodeid: number, pid: number): void {
+  /** Task or handle `by` shrank node `nodeid`'s file (its reply is about to go). */
+  shrunk(nodeid: K, by: number): void {
     const now = performance.now()
     if (this.#windows.size >= 64) this.#sweep(now)
+    // Reads held by an earlier shrink wait for this one too: the kernel's size is still the old
+    // one until this task has set it.
     const old = this.#windows.get(nodeid)
-    if (old) this.#close(nodeid, old)
-    this.#windows.set(nodeid, { pid, at: now, held: [], timer: undefined })
+    const w: Window = { by, at: now, held: old?.held ?? [], timer: undefined }
+    if (old?.timer !== undefined) clearTimeout(old.timer)
+    this.#windows.set(nodeid, w)
+    if (w.held.length > 0) w.timer = setTimeout(() => this.#close(nodeid, w), SETTLE_MS)
   }
 
-  /** A request from task `pid` arrived: the windows it opened close. */
-  seen(pid: number): void {
-    for (const [id, w] of this.#windows) if (w.pid === pid) this.#close(id, w)
+  /** A request from task (or through handle) `by` arrived: the windows it opened close. */
+  seen(by: number): void {
+    for (const [id, w] of this.#windows) if (w.by === by) this.#close(id, w)
   }
 
   /**
    * A READ of node `nodeid` came back short: holds `answer` if a shrink of the node has not
    * settled yet (true), else leaves the answer to the caller (false).
    */
-  hold(nodeid: number, answer: () => void): boolean {
+  hold(nodeid: K, answer: () => void): boolean {
     const w = this.#windows.get(nodeid)
     if (w === undefined) return false
     const left = w.at + SETTLE_MS - performance.now()
@@ -71,7 +77,7 @@ export class ShrinkSettle {
     return true
   }
 
-  #close(nodeid: number, w: Window): void {
+  #close(nodeid: K, w: Window): void {
     if (this.#windows.get(nodeid) === w) this.#windows.delete(nodeid)
     if (w.timer !== undefined) clearTimeout(w.timer)
     w.timer = undefined
