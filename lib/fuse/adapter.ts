@@ -154,6 +154,7 @@ export function makeFuseOps(core: LayerFs, activity = new Activity()): Record<st
     write(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) {
       counts.write = (counts.write ?? 0) + 1
       touch(fd)
+      shrinks.wrote(P(path), fd)
       activity.gate(() => settleCount('write', path, cb, () => core.write(fd, buf, len, pos)))
     },
     release(path: string, fd: number, cb: Cb) {

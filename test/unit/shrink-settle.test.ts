@@ -73,6 +73,30 @@ describe('ShrinkSettle', () => {
     expect(answered).toEqual([1, 2, 3])
   })
 
+  it('after another task\'s write, only the time closes the window (that write may still raise the size)', () => {
+    const s = new ShrinkSettle()
+    const answered: string[] = []
+    s.wrote(7, 100)
+    s.shrunk(7, 101)
+    s.hold(7, () => answered.push('a'))
+    s.seen(101)
+    expect(answered).toEqual([])
+    vi.advanceTimersByTime(SETTLE_MS)
+    expect(answered).toEqual(['a'])
+    // Its own earlier write does not count, nor a write older than SETTLE_MS.
+    s.wrote(7, 101)
+    s.shrunk(7, 101)
+    s.hold(7, () => answered.push('b'))
+    s.seen(101)
+    expect(answered).toEqual(['a', 'b'])
+    s.wrote(8, 100)
+    vi.advanceTimersByTime(SETTLE_MS)
+    s.shrunk(8, 101)
+    s.hold(8, () => answered.push('c'))
+    s.seen(101)
+    expect(answered).toEqual(['a', 'b', 'c'])
+  })
+
   it('forgets settled windows that never held a READ', () => {
     const s = new ShrinkSettle()
     for (let i = 0; i < 64; i++) s.shrunk(i, 1000 + i)

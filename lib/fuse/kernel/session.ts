@@ -432,6 +432,7 @@ export class KernelSession {
         const size = b.readUInt32LE(A + 16)
         const kill = (b.readUInt32LE(A + 20) & FUSE_WRITE_KILL_SUIDGID) !== 0
         const data = b.subarray(A + 40, A + 40 + size)
+        const pid = b.readUInt32LE(32)
         this.activity.count('write')
         let ran = false
         this.activity.gate(() => {
@@ -441,6 +442,7 @@ export class KernelSession {
             // now). The kernel does not refresh the mode after such a write: tell it, before
             // the reply (attributes only: takes no lock a pending request could hold).
             if (core.dropPrivileges(fh, kill)) this.#write(notifyInvalInode(nodeid, -1, 0))
+            this.#shrinks.wrote(nodeid, pid)
             this.#body.writeUInt32LE(written, 0)
             this.#body.writeUInt32LE(0, 4)
             reply(0, undefined, 8)
@@ -454,12 +456,15 @@ export class KernelSession {
         // and the data never passes through JS (reflink where the branch file system can).
         const fhIn = u64(b, A)
         const offIn = u64(b, A + 8)
+        const nodeOut = u64(b, A + 16)
         const fhOut = u64(b, A + 24)
         const offOut = u64(b, A + 32)
         const len = Math.min(u64(b, A + 40), COPY_CHUNK)
+        const pid = b.readUInt32LE(32)
         return this.#gated('copy_file_range', String(fhOut), reply, () => core.copyTargets(fhIn, fhOut), ([fdIn, fdOut]: [number, number]) => {
           const n = this.addon.copyFileRange(fdIn, offIn, fdOut, offOut, len)
           core.dropPrivileges(fhOut, false)
+          this.#shrinks.wrote(nodeOut, pid)
           this.#body.writeUInt32LE(n, 0)
           this.#body.writeUInt32LE(0, 4)
           reply(0, undefined, 8)
