@@ -109,6 +109,11 @@ export function makeFuseOps(core: LayerFs, activity = new Activity()): Record<st
     shrinks.shrunk(P(path), by)
     return v
   }
+  // A SETATTR's reply sets the kernel's size unchecked: like a write, by no handle.
+  const wrote = (path: string) => <T>(v: T): T => {
+    shrinks.wrote(P(path), -1)
+    return v
+  }
   const settle = (op: string, path: string, cb: Cb, fn: () => unknown, map?: (v: any) => unknown): void => {
     counts[op] = (counts[op] ?? 0) + 1
     if (GATED_OPS.has(op)) activity.gate(() => settleNow(op, path, cb, fn, map))
@@ -173,11 +178,11 @@ export function makeFuseOps(core: LayerFs, activity = new Activity()): Record<st
       touch(fd)
       settle('ftruncate', path, cb, () => core.ftruncate(fd, size), shrunk(path, fd))
     },
-    chmod: (path: string, mode: number, cb: Cb) => settle('chmod', path, cb, () => core.chmod(P(path), mode)),
-    chown: (path: string, uid: number, gid: number, cb: Cb) => settle('chown', path, cb, () => core.chown(P(path), uid, gid)),
+    chmod: (path: string, mode: number, cb: Cb) => settle('chmod', path, cb, () => core.chmod(P(path), mode), wrote(path)),
+    chown: (path: string, uid: number, gid: number, cb: Cb) => settle('chown', path, cb, () => core.chown(P(path), uid, gid), wrote(path)),
     utimens(path: string, atime: number, mtime: number, cb: Cb) {
       const [a, m] = utimeArgs(atime, mtime)
-      settle('utimens', path, cb, () => core.utimens(P(path), a, m))
+      settle('utimens', path, cb, () => core.utimens(P(path), a, m), wrote(path))
     },
     mkdir: (path: string, mode: number, cb: Cb) => settle('mkdir', path, cb, () => core.mkdir(P(path), mode)),
     rmdir: (path: string, cb: Cb) => settle('rmdir', path, cb, () => core.rmdir(P(path))),

@@ -656,6 +656,9 @@ export class KernelSession {
         }
         this.#shrinks.shrunk(node.id, pid)
       }
+      // Its reply sets the kernel's size without the attr_version check (fuse_do_setattr): a
+      // shrink by another task right after must wait as after a write (shrink-settle.ts).
+      this.#shrinks.wrote(node.id, pid)
       if (!removed && valid & (FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW)) {
         const now = Date.now()
         const a = valid & FATTR_ATIME_NOW ? now : valid & FATTR_ATIME ? atimeMs : undefined
