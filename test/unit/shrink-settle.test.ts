@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { Activity } from '../../lib/fuse/activity.js'
 import { makeFuseOps } from '../../lib/fuse/adapter.js'
 import { tryNativeFuse } from '../../lib/fuse/kernel/addon.js'
-import { FATTR_SIZE, Op } from '../../lib/fuse/kernel/protocol.js'
+import { FATTR_MODE, FATTR_SIZE, Op } from '../../lib/fuse/kernel/protocol.js'
 import { io, ScratchKernel, setattr, u32s } from '../../lib/fuse/kernel/scratch-kernel.js'
 import { KernelSession } from '../../lib/fuse/kernel/session.js'
 import { SETTLE_MS, ShrinkSettle } from '../../lib/fuse/shrink-settle.js'
@@ -112,7 +112,12 @@ const addon = tryNativeFuse()
 
 describe.skipIf(!addon)('KernelSession: short READs after a truncating open', () => {
   let fx: Fixture | undefined
-  afterEach(() => fx?.cleanup())
+  // The session's clock and timers are faked: a slow machine must not close a window early.
+  beforeEach(() => vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] }))
+  afterEach(() => {
+    vi.useRealTimers()
+    fx?.cleanup()
+  })
 
   async function session(): Promise<ScratchKernel> {
     fx = makeFixture({ U: { f: 'x'.repeat(3000) } })
@@ -167,6 +172,19 @@ describe.skipIf(!addon)('KernelSession: short READs after a truncating open', ()
     expect(held!.body.length).toBe(100)
   })
 
+  it('after another task\'s chmod (its reply sets the size unchecked), only the time releases the READ', async () => {
+    const k = await session()
+    const f = await k.lookup(1, 'f')
+    const reader = await openFh(k, f, fs.constants.O_RDONLY, 200)
+    expect((await k.exchange(Op.SETATTR, f, setattr(FATTR_MODE, { mode: 0o600 }), 300)).error).toBe(0)
+    await openFh(k, f, fs.constants.O_WRONLY | fs.constants.O_TRUNC, 100)
+    const read = k.post(Op.READ, f, io(reader, 0, 4096), 200)
+    expect((await k.exchange(Op.GETATTR, f, Buffer.alloc(16), 100)).error).toBe(0) // the truncater is back...
+    expect(await k.nextReply(20)).toBeUndefined() // ...but the chmod's size may still be due
+    vi.advanceTimersByTime(SETTLE_MS)
+    expect(await k.nextReply()).toMatchObject({ unique: read, error: 0 })
+  })
+
   it('answers a held READ after SETTLE_MS when the truncating task sends nothing', async () => {
     const k = await session()
     const f = await k.lookup(1, 'f')
@@ -174,7 +192,7 @@ describe.skipIf(!addon)('KernelSession: short READs after a truncating open', ()
     await openFh(k, f, fs.constants.O_WRONLY | fs.constants.O_TRUNC, 100)
     const read = k.post(Op.READ, f, io(reader, 0, 4096), 200)
     expect(await k.nextReply(20)).toBeUndefined()
-    await new Promise((r) => setTimeout(r, SETTLE_MS))
+    vi.advanceTimersByTime(SETTLE_MS)
     expect(await k.nextReply()).toMatchObject({ unique: read, error: 0 })
   })
 })
@@ -183,7 +201,11 @@ describe.skipIf(!addon)('KernelSession: short READs after a truncating open', ()
 // operation closes the window.
 describe('fuse-native ops: short reads after a truncating open', () => {
   let fx: Fixture | undefined
-  afterEach(() => fx?.cleanup())
+  beforeEach(() => vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] }))
+  afterEach(() => {
+    vi.useRealTimers()
+    fx?.cleanup()
+  })
 
   function call<T>(fn: (cb: (code: number, v?: T) => void) => void): Promise<T> {
     return new Promise((resolve, reject) => fn((code, v) => (code === 0 ? resolve(v as T) : reject(new Error(`answered ${code}`)))))
