@@ -6,7 +6,7 @@ import { Activity } from '../../lib/fuse/activity.js'
 import { makeFuseOps } from '../../lib/fuse/adapter.js'
 import { tryNativeFuse } from '../../lib/fuse/kernel/addon.js'
 import { FATTR_MODE, FATTR_SIZE, Op } from '../../lib/fuse/kernel/protocol.js'
-import { io, ScratchKernel, setattr, u32s } from '../../lib/fuse/kernel/scratch-kernel.js'
+import { cstr, io, ScratchKernel, setattr, u32s } from '../../lib/fuse/kernel/scratch-kernel.js'
 import { KernelSession } from '../../lib/fuse/kernel/session.js'
 import { SETTLE_MS, ShrinkSettle } from '../../lib/fuse/shrink-settle.js'
 import { UnionView } from '../../lib/union-view.js'
@@ -157,6 +157,18 @@ describe.skipIf(!addon)('KernelSession: short READs after a truncating open', ()
     expect(held!.body.length).toBe(0)
     expect((await k.nextReply())!.error).toBe(0) // the GETATTR's own reply
     expect((await k.exchange(Op.READ, f, io(reader, 0, 4096), 200)).body.length).toBe(0) // window closed
+  })
+
+  it('a CREATE with O_TRUNC of an existing file opens the same window', async () => {
+    const k = await session()
+    const f = await k.lookup(1, 'f')
+    const reader = await openFh(k, f, fs.constants.O_RDONLY, 200)
+    const create = Buffer.concat([u32s(fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o644, 0, 0), cstr('f')])
+    expect((await k.exchange(Op.CREATE, 1, create, 100)).error).toBe(0)
+    const read = k.post(Op.READ, f, io(reader, 0, 4096), 200)
+    expect(await k.nextReply(20)).toBeUndefined()
+    k.post(Op.GETATTR, f, Buffer.alloc(16), 100)
+    expect(await k.nextReply()).toMatchObject({ unique: read, error: 0 })
   })
 
   it('a truncation by SETATTR opens the same window', async () => {

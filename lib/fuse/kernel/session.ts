@@ -406,11 +406,11 @@ export class KernelSession {
           const old = this.nodes.ofIno(a.ino)
           if (old && this.#passthrough?.keepsBranchFile(old)) this.nodes.retire(old)
           const node = this.nodes.found(parent, name, a.ino, false, p)
-          const [flags, backingId] = this.#openFlags(node, fh) ?? [0, 0] // a new node: never stale
+          const [openFlags, backingId] = this.#openFlags(node, fh) ?? [0, 0] // a new node: never stale
           node.addHandle(fh)
-          if (flags & O_TRUNC) this.#shrinks.shrunk(node.id, pid)
+          if (flags & O_TRUNC) this.#shrinks.shrunk(node.id, pid) // an existing file, truncated
           writeEntry(this.#body, 0, node.id, a, this.opts.entryTimeout, this.opts.attrTimeout)
-          writeOpenOut(this.#body, ENTRY_OUT_SIZE, fh, flags, backingId)
+          writeOpenOut(this.#body, ENTRY_OUT_SIZE, fh, openFlags, backingId)
           reply(0, undefined, ENTRY_OUT_SIZE + OPEN_OUT_SIZE)
         })
       }
