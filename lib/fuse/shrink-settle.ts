@@ -28,6 +28,9 @@
 /** The longest a short READ waits for a shrink of its file to settle (see above). */
 export const SETTLE_MS = 10
 
+/** The longest a READ stays held across shrinks that follow one another (no starving reader). */
+export const MAX_HOLD_MS = 3 * SETTLE_MS
+
 /** A window `by` nobody: it closes after SETTLE_MS only. */
 const NOBODY = -2
 
@@ -35,8 +38,9 @@ interface Window {
   /** Who shrank the file: a task (fuse_in_header.pid) or a handle; NOBODY. */
   readonly by: number
   readonly at: number
-  /** Replies held until the window closes. */
+  /** Replies held until the window closes, the first since `heldSince`. */
   held: (() => void)[]
+  heldSince: number
   timer: NodeJS.Timeout | undefined
 }
 
@@ -80,10 +84,13 @@ export class ShrinkSettle<K = number> {
     // Reads held by an earlier shrink wait for this one too: the kernel's size is still the old
     // one until this task has set it.
     const old = this.#windows.get(nodeid)
-    const w: Window = { by: othersWrote ? NOBODY : by, at: now, held: old?.held ?? [], timer: undefined }
+    const w: Window = { by: othersWrote ? NOBODY : by, at: now, held: old?.held ?? [], heldSince: old?.heldSince ?? 0, timer: undefined }
     if (old?.timer !== undefined) clearTimeout(old.timer)
     this.#windows.set(nodeid, w)
-    if (w.held.length > 0) w.timer = setTimeout(() => this.#close(nodeid, w), SETTLE_MS)
+    if (w.held.length > 0) {
+      const wait = Math.max(0, Math.min(SETTLE_MS, w.heldSince + MAX_HOLD_MS - now))
+      w.timer = setTimeout(() => this.#close(nodeid, w), wait)
+    }
   }
 
   /** A request from task (or through handle) `by` arrived: the windows it opened close. */
@@ -104,6 +111,7 @@ export class ShrinkSettle<K = number> {
       this.#close(nodeid, w)
       return false
     }
+    if (w.held.length === 0) w.heldSince = performance.now()
     w.held.push(answer)
     w.timer ??= setTimeout(() => this.#close(nodeid, w), left)
     return true

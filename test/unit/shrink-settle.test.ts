@@ -8,7 +8,7 @@ import { tryNativeFuse } from '../../lib/fuse/kernel/addon.js'
 import { FATTR_MODE, FATTR_SIZE, Op } from '../../lib/fuse/kernel/protocol.js'
 import { cstr, io, ScratchKernel, setattr, u32s } from '../../lib/fuse/kernel/scratch-kernel.js'
 import { KernelSession } from '../../lib/fuse/kernel/session.js'
-import { SETTLE_MS, ShrinkSettle } from '../../lib/fuse/shrink-settle.js'
+import { MAX_HOLD_MS, SETTLE_MS, ShrinkSettle } from '../../lib/fuse/shrink-settle.js'
 import { UnionView } from '../../lib/union-view.js'
 import { makeFixture, type Fixture } from '../helpers/fixture.js'
 
@@ -95,6 +95,20 @@ describe('ShrinkSettle', () => {
     s.hold(8, () => answered.push('c'))
     s.seen(101)
     expect(answered).toEqual(['a', 'b', 'c'])
+  })
+
+  it('shrinks that follow one another hold a READ MAX_HOLD_MS at most', () => {
+    const s = new ShrinkSettle()
+    const answered: number[] = []
+    s.shrunk(7, 100)
+    s.hold(7, () => answered.push(1))
+    for (let t = 0; t < MAX_HOLD_MS - SETTLE_MS / 2; t += SETTLE_MS / 2) {
+      vi.advanceTimersByTime(SETTLE_MS / 2)
+      s.shrunk(7, 200 + t) // a new task truncates every half window
+    }
+    expect(answered).toEqual([])
+    vi.advanceTimersByTime(SETTLE_MS / 2)
+    expect(answered).toEqual([1])
   })
 
   it('forgets settled windows that never held a READ', () => {
