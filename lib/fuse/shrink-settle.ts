@@ -26,7 +26,7 @@
 // before anyone reads what it wrote. Windows are keyed by node id (or by union path).
 
 /** The longest a short READ waits for a shrink of its file to settle (see above). */
-export const SETTLE_MS = 10
+export const SETTLE_MS = 20
 
 /** The longest a READ stays held across shrinks that follow one another (no starving reader). */
 export const MAX_HOLD_MS = 3 * SETTLE_MS
