@@ -100,18 +100,20 @@ export function makeFuseOps(core: LayerFs, activity = new Activity()): Record<st
   const counts = activity.counts
   // Short reads racing a truncation wait until the kernel has the new size (shrink-settle.ts).
   // libfuse 2 does not say which task sent a request: the truncating handle's next operation
-  // ends the window instead.
+  // ends the window instead. Windows are keyed by the path as libfuse sends it (one spelling
+  // per file; nothing to validate or normalize on the read and write paths).
   const shrinks = new ShrinkSettle<string>()
   const touch = (fd: number): void => {
     if (shrinks.size !== 0) shrinks.seen(fd)
   }
+  /** An answer mapper: the op shrank `path`'s file, through handle `by` (-1: none). */
   const shrunk = (path: string, by: number) => <T>(v: T): T => {
-    shrinks.shrunk(P(path), by)
+    shrinks.shrunk(path, by)
     return v
   }
-  // A SETATTR's reply sets the kernel's size unchecked: like a write, by no handle.
+  /** An answer mapper for SETATTRs: their reply sets the kernel's size unchecked, like a write's. */
   const wrote = (path: string) => <T>(v: T): T => {
-    shrinks.wrote(P(path), -1)
+    shrinks.wrote(path, -1)
     return v
   }
   const settle = (op: string, path: string, cb: Cb, fn: () => unknown, map?: (v: any) => unknown): void => {
@@ -144,14 +146,14 @@ export function makeFuseOps(core: LayerFs, activity = new Activity()): Record<st
     })),
     // atomic_o_trunc: a truncating open shrinks the file; its handle's next operation ends the window.
     open: (path: string, flags: number, cb: Cb) =>
-      settle('open', path, cb, () => core.open(P(path), flags), flags & O_TRUNC ? (fh: number) => shrunk(path, fh)(fh) : undefined),
+      settle('open', path, cb, () => core.open(P(path), flags), flags & O_TRUNC ? (fh: number) => (shrinks.shrunk(path, fh), fh) : undefined),
     create: (path: string, mode: number, cb: Cb) => settle('create', path, cb, () => core.create(P(path), mode)),
     read(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) {
       counts.read = (counts.read ?? 0) + 1
       touch(fd)
       // The kernel's buffer stays lent until cb: a held short read answers later.
       const done = shrinks.size === 0 ? cb : (n: number): void => {
-        if (n >= 0 && n < len && shrinks.hold(P(path), () => cb(n))) return
+        if (n >= 0 && n < len && shrinks.hold(path, () => cb(n))) return
         cb(n)
       }
       settleCount('read', path, done, () => core.read(fd, buf, len, pos))
@@ -159,7 +161,7 @@ export function makeFuseOps(core: LayerFs, activity = new Activity()): Record<st
     write(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) {
       counts.write = (counts.write ?? 0) + 1
       touch(fd)
-      shrinks.wrote(P(path), fd)
+      shrinks.wrote(path, fd)
       activity.gate(() => settleCount('write', path, cb, () => core.write(fd, buf, len, pos)))
     },
     release(path: string, fd: number, cb: Cb) {

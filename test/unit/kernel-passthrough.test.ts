@@ -9,7 +9,7 @@ import { tryNativeFuse, type NativeFuse } from '../../lib/fuse/kernel/addon.js'
 import { NodeTable } from '../../lib/fuse/kernel/nodes.js'
 import { Passthrough } from '../../lib/fuse/kernel/passthrough.js'
 import { FATTR_MODE, FOPEN_PASSTHROUGH, Init, Op } from '../../lib/fuse/kernel/protocol.js'
-import { cstr, release, ScratchKernel, u32s } from '../../lib/fuse/kernel/scratch-kernel.js'
+import { cstr, initIn, release, ScratchKernel, u32s } from '../../lib/fuse/kernel/scratch-kernel.js'
 import { KernelSession } from '../../lib/fuse/kernel/session.js'
 import { UnionView } from '../../lib/union-view.js'
 import { makeFixture, type Fixture } from '../helpers/fixture.js'
@@ -148,13 +148,7 @@ describe.skipIf(!realAddon)('KernelSession with passthrough', () => {
     })
     const k = new ScratchKernel(s, fd)
     // INIT from a 7.40 kernel that offers passthrough (flags2 bit 5, with INIT_EXT).
-    const init = Buffer.alloc(64)
-    init.writeUInt32LE(7, 0)
-    init.writeUInt32LE(40, 4)
-    init.writeUInt32LE(1 << 20, 8)
-    init.writeUInt32LE(Number(Init.INIT_EXT), 12)
-    init.writeUInt32LE(Number(Init.PASSTHROUGH >> 32n), 16)
-    expect((await k.exchange(Op.INIT, 0, init)).error).toBe(0)
+    expect((await k.exchange(Op.INIT, 0, initIn(40, Init.INIT_EXT | Init.PASSTHROUGH))).error).toBe(0)
     expect(s.negotiated?.passthrough).toBe(true)
     return { k, backings, up: fx.dir('U') }
   }

@@ -6,7 +6,7 @@ import { Activity } from '../../lib/fuse/activity.js'
 import { makeFuseOps } from '../../lib/fuse/adapter.js'
 import { tryNativeFuse } from '../../lib/fuse/kernel/addon.js'
 import { FATTR_MODE, FATTR_SIZE, Op } from '../../lib/fuse/kernel/protocol.js'
-import { cstr, io, ScratchKernel, setattr, u32s } from '../../lib/fuse/kernel/scratch-kernel.js'
+import { cstr, initIn, io, ScratchKernel, setattr, u32s } from '../../lib/fuse/kernel/scratch-kernel.js'
 import { KernelSession } from '../../lib/fuse/kernel/session.js'
 import { MAX_HOLD_MS, SETTLE_MS, ShrinkSettle } from '../../lib/fuse/shrink-settle.js'
 import { UnionView } from '../../lib/union-view.js'
@@ -141,11 +141,7 @@ describe.skipIf(!addon)('KernelSession: short READs after a truncating open', ()
       entryTimeout: 60, attrTimeout: 60, negativeTimeout: 60, keepCache: true, passthrough: false, maxIo: 1 << 20,
     })
     const k = new ScratchKernel(s, fd)
-    const init = Buffer.alloc(64)
-    init.writeUInt32LE(7, 0)
-    init.writeUInt32LE(40, 4)
-    init.writeUInt32LE(1 << 20, 8)
-    expect((await k.exchange(Op.INIT, 0, init)).error).toBe(0)
+    expect((await k.exchange(Op.INIT, 0, initIn(40))).error).toBe(0)
     return k
   }
 

@@ -86,6 +86,17 @@ export function io(fh: number, offset: number, size: number): Buffer {
   return b
 }
 
+/** fuse_init_in (64 bytes) from a 7.`minor` kernel offering `flags` (bits above 31 in flags2, with INIT_EXT). */
+export function initIn(minor: number, flags = 0n): Buffer {
+  const b = Buffer.alloc(64)
+  b.writeUInt32LE(7, 0)
+  b.writeUInt32LE(minor, 4)
+  b.writeUInt32LE(1 << 20, 8) // max_readahead
+  b.writeUInt32LE(Number(flags & 0xffffffffn), 12)
+  b.writeUInt32LE(Number(flags >> 32n), 16)
+  return b
+}
+
 /** fuse_release_in (24 bytes). */
 export function release(fh: number): Buffer {
   const b = Buffer.alloc(24)
