@@ -32,6 +32,7 @@ program
   .option('--transport <name>', 'FUSE transport: native (layerfs\'s own, root only) or fuse-native (libfuse 2); default: $LAYERFS_TRANSPORT, else native when built')
   .option('--passthrough', 'native transport: the kernel reads lower files opened read-only straight from their branch (FUSE passthrough; the default where the kernel offers it)')
   .option('--no-passthrough', 'every read goes through layerfs')
+  .option('--busy-poll <us>', 'native transport: keep reading /dev/fuse up to US microseconds after the last request before sleeping (0: off; default 30)')
   .option('--debug', 'trace every FUSE operation on stderr')
   .addOption(new Option('--ipc').hideHelp())
   .addOption(new Option('--watch-parent').hideHelp())

@@ -2,7 +2,7 @@
 // specs, and work on a stack in-process without FUSE (UnionView).
 import type { BranchSpec } from './branches/stack.js'
 import { startDaemon } from './daemon/start.js'
-import { serve, type ServeOptions, type ServedMount } from './fuse/mount.js'
+import { parseBusyPoll, serve, type ServeOptions, type ServedMount } from './fuse/mount.js'
 import { LayerFs } from './layerfs.js'
 import { checkMountpoint, ConfigError, isMountpoint, parseBranches, resolveStack, type BranchInput } from './options.js'
 import { unmountPath } from './fuse/unmount.js'
@@ -54,7 +54,8 @@ export async function mount(branches: string | readonly BranchInput[], mountpoin
     ...(opts.negativeTimeout !== undefined ? ['--negative-timeout', String(opts.negativeTimeout)] : []),
     ...(opts.coherent ? ['--coherent'] : []),
     ...(opts.transport !== undefined ? ['--transport', opts.transport] : []),
-    ...(opts.passthrough ? ['--passthrough'] : []),
+    ...(opts.passthrough === false ? ['--no-passthrough'] : opts.passthrough ? ['--passthrough'] : []),
+    ...(opts.busyPoll !== undefined ? ['--busy-poll', String(parseBusyPoll(opts.busyPoll))] : []),
     ...(opts.revalidate !== undefined ? ['--revalidate', String(opts.revalidate)] : []),
     specs.map((s) => `${s.path.replace(/:/g, '\\:')}=${s.mode}`).join(':'),
     mountpoint,

@@ -19,6 +19,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 #include "layerfs.h"
 
@@ -113,6 +114,11 @@ typedef struct {
   size_t size;
   napi_async_context context;
   int stopped;
+  // Busy polling (see poll_adapt): the window now and its bound (0: never poll), when the loop
+  // last went back to libuv to sleep, and counts for status: requests read while polling, and
+  // returns to libuv.
+  uint64_t poll_ns, poll_max_ns, slept_at;
+  double caught, returns;
 } session_t;
 
 static void on_closed(uv_handle_t* handle) {
@@ -156,6 +162,38 @@ static int deliver(session_t* s, double arg) {
   return ok;
 }
 
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+// The smallest window worth polling for: below it, the window closes.
+#define POLL_MIN_NS 4000u
+
+// Sizes the polling window from how long the loop slept before this wake-up, as KVM sizes its
+// halt-polling window: a request that came within the bound of the queue emptying would have been
+// caught by a longer window (double it); one that came later was not worth polling for (halve it,
+// down to none). A client issuing syscalls back to back keeps the window; a mount with sparse
+// requests polls a few times, for less each time, then not at all.
+static void poll_adapt(session_t* s, uint64_t now) {
+  if (s->slept_at == 0) return;
+  uint64_t waited = s->poll_ns + (now - s->slept_at);
+  if (waited <= s->poll_max_ns) {
+    s->poll_ns = s->poll_ns ? s->poll_ns * 2 : POLL_MIN_NS;
+    if (s->poll_ns > s->poll_max_ns) s->poll_ns = s->poll_max_ns;
+  } else if (s->poll_ns) {
+    s->poll_ns /= 2;
+    if (s->poll_ns < POLL_MIN_NS) s->poll_ns = 0;
+  }
+}
+
+// Reads and answers requests until the queue is empty; then, for the polling window, keeps
+// reading instead of going back to sleep. The next request of a client that waits on this one
+// (GETXATTR then WRITE for one write(2), lstat after lstat, a path walk's LOOKUPs) comes 10–20 µs
+// after the reply on this machine. Caught here, it costs no sleep and wake-up of this thread
+// (epoll, then libuv), and finds its caches warm: an empty round trip took 13–15 µs instead of
+// 22–24 (docs/transport.md, "Busy polling").
 static void on_readable(uv_poll_t* handle, int status, int events) {
   session_t* s = (session_t*)handle->data;
   (void)events;
@@ -164,18 +202,32 @@ static void on_readable(uv_poll_t* handle, int status, int events) {
     deliver(s, -EIO);
     return;
   }
-  for (int i = 0; i < MAX_BATCH && !s->stopped; i++) {
+  if (s->poll_max_ns) poll_adapt(s, now_ns());
+  uint64_t deadline = 0;  // set when the queue first empties; 0 again after each request
+  for (int i = 0; i < MAX_BATCH && !s->stopped;) {
     ssize_t n = read(s->fd, s->data, s->size);
     if (n < 0) {
       int err = errno;
-      if (err == EAGAIN) return;
+      if (err == EAGAIN) {
+        if (s->poll_ns == 0) break;
+        uint64_t t = now_ns();
+        if (deadline == 0) deadline = t + s->poll_ns;
+        else if (t >= deadline) break;
+        continue;
+      }
       if (err == EINTR || err == ENOENT) continue;  // ENOENT: the request was interrupted meanwhile
       stop_session(s);
       deliver(s, -err);  // ENODEV: unmounted and every file closed
       return;
     }
+    if (deadline != 0) s->caught++;
     deliver(s, (double)n);
+    deadline = 0;
+    i++;
   }
+  // Back to libuv: the queue is empty (or MAX_BATCH requests were answered: fairness).
+  s->returns++;
+  if (s->poll_max_ns) s->slept_at = now_ns();
 }
 
 static int set_buffer(napi_env env, session_t* s, napi_value buf) {
@@ -196,16 +248,19 @@ static void finalize_session(napi_env env, void* data, void* hint) {
   (void)env; (void)data; (void)hint;  // the session is freed by on_closed (stop)
 }
 
-// start(fd, buffer, callback) -> session handle
+// start(fd, buffer, callback, pollMicros) -> session handle
 static napi_value start(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  if (!get_args(env, info, 3, argv)) return NULL;
+  napi_value argv[4];
+  if (!get_args(env, info, 4, argv)) return NULL;
   int32_t fd;
   CHECK(napi_get_value_int32(env, argv[0], &fd));
+  uint32_t poll_us;
+  CHECK(napi_get_value_uint32(env, argv[3], &poll_us));
   session_t* s = calloc(1, sizeof *s);
   if (!s) return throw_errno(env, "start", ENOMEM);
   s->env = env;
   s->fd = fd;
+  s->poll_ns = s->poll_max_ns = (uint64_t)poll_us * 1000u;
   if (!set_buffer(env, s, argv[1])) { free(s); return NULL; }
   CHECK(napi_create_reference(env, argv[2], 1, &s->callback));
   napi_value name;
@@ -237,6 +292,20 @@ static napi_value js_set_buffer(napi_env env, napi_callback_info info) {
   session_t* s = session_arg(env, argv[0]);
   if (s) set_buffer(env, s, argv[1]);
   return NULL;
+}
+
+// pollStats(session) -> [window µs now, its bound µs, requests caught while polling, returns to
+// the loop]. Not after stop(): the session is freed once libuv has closed its handle.
+static napi_value js_poll_stats(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  session_t* s = session_arg(env, argv[0]);
+  if (!s) return NULL;
+  double v[4] = { (double)s->poll_ns / 1000, (double)s->poll_max_ns / 1000, s->caught, s->returns };
+  napi_value arr;
+  CHECK(napi_create_array_with_length(env, 4, &arr));
+  for (uint32_t i = 0; i < 4; i++) CHECK(napi_set_element(env, arr, i, number(env, v[i])));
+  return arr;
 }
 
 // stop(session): no more reads (the descriptor stays open; JS closes it).
@@ -473,6 +542,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "start", NULL, start, NULL, NULL, NULL, napi_default, NULL },
     { "setBuffer", NULL, js_set_buffer, NULL, NULL, NULL, napi_default, NULL },
     { "stop", NULL, js_stop, NULL, NULL, NULL, napi_default, NULL },
+    { "pollStats", NULL, js_poll_stats, NULL, NULL, NULL, napi_default, NULL },
     { "reply", NULL, reply_js, NULL, NULL, NULL, napi_default, NULL },
     { "backingOpen", NULL, backing_open, NULL, NULL, NULL, napi_default, NULL },
     { "backingClose", NULL, backing_close, NULL, NULL, NULL, napi_default, NULL },

@@ -6,7 +6,7 @@ import {
   ConfigError, checkMountpoint, isMountpoint, parseBranches, parseMountOptions, resolveStack, type BranchInput,
 } from '../options.js'
 import { unmountPath } from '../fuse/unmount.js'
-import { parseTransport } from '../fuse/mount.js'
+import { parseBusyPoll, parseTransport } from '../fuse/mount.js'
 import { isAlive, logFileFor, readRecord, removeRecord } from '../daemon/registry.js'
 import { runMountDaemon } from '../daemon/run-daemon.js'
 import { startDaemon } from '../daemon/start.js'
@@ -27,6 +27,7 @@ export interface MountCommandOptions {
   revalidate?: string | boolean
   transport?: string
   passthrough?: boolean
+  busyPoll?: string
 }
 
 function fail(message: string): number {
@@ -82,6 +83,7 @@ export async function mountCommand(positional: string[], opts: MountCommandOptio
       coherent: opts.coherent,
       transport: opts.transport !== undefined ? parseTransport(opts.transport) : undefined,
       passthrough: opts.passthrough,
+      busyPoll: opts.busyPoll !== undefined ? parseBusyPoll(opts.busyPoll) : undefined,
       revalidate: opts.revalidate === undefined || opts.revalidate === false ? undefined : opts.revalidate === true ? REVALIDATE_DEFAULT_SECONDS : seconds(opts.revalidate),
     }
     if (opts.foreground) {

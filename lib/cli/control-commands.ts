@@ -123,6 +123,8 @@ export async function statusCommand(mnt: string | undefined, opts: { json?: bool
       out(`${s.mountpoint}  pid ${s.pid}  up ${duration(s.uptimeSeconds)}  ${s.openFiles} open file${s.openFiles === 1 ? '' : 's'}\n`)
       for (const b of s.branches) out(`  ${String(b.index).padStart(2)} ${b.mode} ${b.path}${b.openFiles ? `  (${b.openFiles} open)` : ''}\n`)
       out(`  transport: ${s.transport}${s.protocol ? ` (FUSE 7.${s.protocol.minor}${s.protocol.passthrough ? ', passthrough' : ''}, ${s.protocol.kernelNodes} kernel nodes)` : ''}\n`)
+      const bp = s.protocol?.busyPoll
+      if (bp) out(`  busy poll: ${bp.maxMicros ? `up to ${bp.maxMicros} µs (now ${bp.windowMicros} µs), ${bp.caught} requests caught, ${bp.loopReturns} returns to the event loop` : 'off'}\n`)
       out(`  cache: ${s.cache.resolutions} resolutions, ${s.cache.inodes} inode numbers; kernel timeouts: entry ${o.entryTimeout}s, attr ${o.attrTimeout}s, negative ${o.negativeTimeout}s${o.revalidate !== undefined ? `; --revalidate ${o.revalidate}s` : ''}${o.coherent ? '; coherent' : ''}\n`)
       const ops = Object.entries(s.operations).sort((a, b) => b[1] - a[1])
       out(`  operations: ${ops.length ? ops.map(([k, v]) => `${k} ${v}`).join(', ') : 'none'}\n`)

@@ -49,7 +49,13 @@ export interface StatusResult {
   readonly inflight: number
   /** The FUSE transport serving the mount, and what the native one negotiated with the kernel. */
   readonly transport: 'native' | 'fuse-native'
-  readonly protocol?: { readonly minor: number; readonly passthrough: boolean; readonly kernelNodes: number }
+  readonly protocol?: {
+    readonly minor: number
+    readonly passthrough: boolean
+    readonly kernelNodes: number
+    /** Busy polling of /dev/fuse: the window now and its bound (µs), requests read while polling, returns to the event loop. */
+    readonly busyPoll?: { readonly windowMicros: number; readonly maxMicros: number; readonly caught: number; readonly loopReturns: number }
+  }
   readonly options: { readonly entryTimeout: number; readonly attrTimeout: number; readonly negativeTimeout: number; readonly revalidate?: number; readonly coherent: boolean }
 }
 

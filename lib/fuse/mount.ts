@@ -10,6 +10,7 @@ import { loadFuse, type FuseInstance } from './binding.js'
 import { unmountPath, type UnmountOptions } from './unmount.js'
 import { tryNativeFuse } from './kernel/addon.js'
 import { mountKernel } from './kernel/mount.js'
+import type { PollStats } from './kernel/session.js'
 import { warmUp } from '../warm-up.js'
 
 const log = createLogger('layerfs:mount')
@@ -48,6 +49,35 @@ export interface ServeOptions {
    * the branch (FUSE passthrough), where it allows (root, Linux 6.9+). Default on; false turns it off.
    */
   readonly passthrough?: boolean
+  /**
+   * Native transport: after answering the last queued request, keep reading /dev/fuse for up to
+   * this many microseconds before the thread sleeps, so a client's next request (often 10–20 µs
+   * later) costs no wake-up. The window adapts below this bound and closes when requests are
+   * sparse (docs/transport.md "Busy polling"). 0 turns it off. Default: $LAYERFS_BUSY_POLL_US,
+   * else DEFAULT_BUSY_POLL_MICROS.
+   */
+  readonly busyPoll?: number
+}
+
+/** The busy-polling bound of the native transport, µs (docs/transport.md "Busy polling"). */
+export const DEFAULT_BUSY_POLL_MICROS = 30
+/** Larger windows only burn CPU: the requests worth catching come within tens of µs. */
+export const MAX_BUSY_POLL_MICROS = 1000
+
+/** A busy-polling bound from the CLI, the API or $LAYERFS_BUSY_POLL_US: whole µs, 0–1000. */
+export function parseBusyPoll(v: string | number): number {
+  const n = typeof v === 'number' ? v : v.trim() === '' ? NaN : Number(v)
+  if (!Number.isInteger(n) || n < 0 || n > MAX_BUSY_POLL_MICROS) {
+    throw new ConfigError('EINVAL', `busy poll '${v}' is not a whole number of microseconds from 0 to ${MAX_BUSY_POLL_MICROS}`)
+  }
+  return n
+}
+
+/** The bound `serve` uses for `opts` (see ServeOptions.busyPoll). */
+export function busyPollMicros(opts: ServeOptions): number {
+  if (opts.busyPoll !== undefined) return parseBusyPoll(opts.busyPoll)
+  const fromEnv = process.env.LAYERFS_BUSY_POLL_US
+  return fromEnv !== undefined ? parseBusyPoll(fromEnv) : DEFAULT_BUSY_POLL_MICROS
 }
 
 export type Transport = 'native' | 'fuse-native'
@@ -82,7 +112,7 @@ export interface ServedMount {
    */
   invalidateKernelCache(): Promise<number>
   /** Protocol details for status (native transport). */
-  readonly protocol?: { readonly minor: number; readonly passthrough: boolean; readonly nodes: () => number }
+  readonly protocol?: { readonly minor: number; readonly passthrough: boolean; readonly nodes: () => number; readonly busyPoll: () => PollStats | undefined }
   /** Resolves when the mount point is no longer mounted (by unmount() or from outside). */
   readonly closed: Promise<void>
   unmount(opts?: UnmountOptions): Promise<void>
@@ -106,6 +136,7 @@ export async function serve(core: LayerFs, mountpoint: string, opts: ServeOption
   if (!fs.existsSync('/dev/fuse')) throw new ConfigError('ENODEV', '/dev/fuse is missing: load the fuse module (modprobe fuse) or pass the device in')
   const transport = chooseTransport(opts.transport)
   if (opts.passthrough && transport !== 'native') throw new ConfigError('EINVAL', 'passthrough needs the native transport (--transport native)')
+  if (opts.busyPoll && transport !== 'native') throw new ConfigError('EINVAL', 'busy polling needs the native transport (--transport native)')
   return transport === 'native' ? serveNative(core, mountpoint, opts) : serveFuseNative(core, mountpoint, opts)
 }
 
@@ -128,6 +159,7 @@ async function serveNative(core: LayerFs, mountpoint: string, opts: ServeOptions
   const km = await mountKernel(core, mountpoint, {
     allowOther: opts.allowOther ?? root, entryTimeout: c.entry, attrTimeout: c.attr, negativeTimeout: c.negative,
     keepCache: c.keepCache, passthrough: opts.passthrough ?? true, dev: opts.dev ?? false, suid: opts.suid ?? false,
+    busyPollMicros: busyPollMicros(opts),
   })
   let finished = false
   const closed = km.ended.then(() => {
@@ -142,6 +174,7 @@ async function serveNative(core: LayerFs, mountpoint: string, opts: ServeOptions
       minor: km.session.negotiated?.minor ?? 0,
       passthrough: km.session.negotiated?.passthrough ?? false,
       nodes: () => km.session.nodes.size,
+      busyPoll: () => km.session.pollStats(),
     },
     async unmount(uopts?: UnmountOptions) {
       await km.unmount(uopts)

@@ -5,7 +5,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { hashTree, makeFixture, upperSnapshot, type Fixture, type Tree } from '../helpers/fixture.js'
-import { cleanupMount, fuseUnavailable, isMounted, sh } from '../helpers/mount.js'
+import { cleanupMount, cli, fuseUnavailable, isMounted, sh, transportUnderTest } from '../helpers/mount.js'
 
 type Api = typeof import('../../dist/lib/index.js')
 let api: Api
@@ -59,6 +59,20 @@ describe.skipIf(fuseUnavailable())('API', () => {
     expect(isMounted(fx.mnt)).toBe(false)
     expect(upperSnapshot(upper)).toEqual(['a = "a\\nmore\\n"'])
     expect(fs.readFileSync(path.join(fx.dir('A'), 'a'), 'utf8')).toBe('a\n')
+  })
+
+  it.skipIf(transportUnderTest() !== 'native')('mount() passes the native transport\'s options to the daemon: passthrough off, busy polling bound or off', async () => {
+    const fx = fixture()
+    const status = async (): Promise<{ protocol: { passthrough: boolean; busyPoll: { maxMicros: number } } }> =>
+      JSON.parse((await cli(['status', fx.mnt, '--json'])).stdout)
+    let m = await api.mount(`${fx.dir('A')}:${fx.dir('B')}`, fx.mnt, { passthrough: false, busyPoll: 0 })
+    expect((await status()).protocol).toMatchObject({ passthrough: false, busyPoll: { maxMicros: 0 } })
+    await m.unmount()
+    m = await api.mount(`${fx.dir('A')}:${fx.dir('B')}`, fx.mnt, { busyPoll: 200 })
+    expect((await status()).protocol).toMatchObject({ passthrough: true, busyPoll: { maxMicros: 200 } })
+    await m.unmount()
+    await expect(api.mount(`${fx.dir('A')}:${fx.dir('B')}`, fx.mnt, { busyPoll: -1 })).rejects.toThrow(/busy poll '-1' is not a whole number of microseconds/)
+    expect(isMounted(fx.mnt)).toBe(false)
   })
 
   it('mount() rejects a bad stack with a ConfigError and mounts nothing', async () => {

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto'
 import * as fs from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { cli, fuseUnavailable, transportUnderTest } from '../helpers/mount.js'
+import { cli, fuseUnavailable, isMounted, transportUnderTest } from '../helpers/mount.js'
 import { useMount } from '../helpers/union.js'
 
 const NATIVE = transportUnderTest() === 'native'
@@ -300,5 +300,56 @@ print(sum(n for n, _ in res) > 1000, len(bad) <= 1, bad[:3])
 "`)
     expect(out).toMatch(/^True True /)
     expect(await m.ok('cat mnt/d/f0 | sort -u')).toMatch(/^(old|new)-0\n$/)
+  })
+  it.skipIf(!NATIVE)('busy polling: back-to-back requests are read without sleeping, the window closes under sparse requests and reopens, an idle daemon burns no CPU; --busy-poll 0 turns it off', async () => {
+    type Poll = { windowMicros: number; maxMicros: number; caught: number; loopReturns: number }
+    const m = await mountIt({ A: {}, B: { f: 'b' } }, { args: ['--busy-poll', '1000'] })
+    const status = async (): Promise<{ pid: number; protocol: { busyPoll: Poll } }> =>
+      JSON.parse((await cli(['status', 'mnt', '--json'], { cwd: m.root })).stdout)
+    // lstat of distinct missing names: one LOOKUP each, each sent right after the last reply.
+    const lookups = (n: number, gapSeconds = 0): Promise<string> => m.ok(`python3 -c "
+import os, time
+for i in range(${n}):
+    try: os.lstat('mnt/x%d-%d' % (os.getpid(), i))
+    except FileNotFoundError: pass
+    if ${gapSeconds}: time.sleep(${gapSeconds})
+"`)
+    const first = (await status()).protocol.busyPoll
+    expect(first).toMatchObject({ maxMicros: 1000, windowMicros: 1000 })
+    await lookups(2000)
+    const tight = (await status()).protocol.busyPoll
+    // Each LOOKUP comes 10–20 µs after the last reply: read while polling, or already queued
+    // when the daemon is slower than the client; either way no sleep. Without polling, a fast
+    // daemon would go back to the event loop once per LOOKUP. (test/unit/busy-poll.test.ts
+    // checks the polling itself, message by message.)
+    expect(tight.loopReturns - first.loopReturns).toBeLessThan(1000)
+    // Requests 10 ms apart are not worth polling for: the window halves down to nothing.
+    await lookups(20, 0.01)
+    expect((await status()).protocol.busyPoll.windowMicros).toBe(0)
+    // Back-to-back requests open it again.
+    await lookups(500)
+    expect((await status()).protocol.busyPoll.windowMicros).toBeGreaterThan(0)
+    // Idle, the daemon sleeps: no polling without requests (ticks of 10 ms over 1.5 s).
+    const { pid } = await status()
+    const cpuTicks = (): number => fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ').slice(11, 13).reduce((a, b) => a + Number(b), 0)
+    const before = cpuTicks()
+    await new Promise((r) => setTimeout(r, 1500))
+    expect(cpuTicks() - before).toBeLessThan(15)
+    await m.unmount()
+    const r = await cli(['mount', '--busy-poll', '0', 'A=rw:B=ro', 'mnt'], { cwd: m.root })
+    expect(r.code, r.stderr).toBe(0)
+    await lookups(500)
+    expect((await status()).protocol.busyPoll).toMatchObject({ maxMicros: 0, windowMicros: 0, caught: 0 })
+    expect((await cli(['status', 'mnt'], { cwd: m.root })).stdout).toContain('  busy poll: off\n')
+    await m.unmount()
+    for (const [args, err] of [
+      [['--busy-poll', '2000'], "busy poll '2000' is not a whole number of microseconds from 0 to 1000"],
+      [['--busy-poll', '1.5'], "busy poll '1.5' is not a whole number of microseconds from 0 to 1000"],
+      [['--busy-poll', '10', '--transport', 'fuse-native'], 'busy polling needs the native transport (--transport native)'],
+    ] as const) {
+      const bad = await cli(['mount', ...args, 'A=rw:B=ro', 'mnt'], { cwd: m.root })
+      expect([bad.code, bad.stderr]).toEqual([1, `layerfs: ${err}\n`])
+      expect(isMounted(m.mnt)).toBe(false)
+    }
   })
 })

@@ -7,8 +7,14 @@ export interface NativeFuse {
   /** A non-blocking, close-on-exec descriptor of /dev/fuse. */
   openDevice(): number
   mount(source: string, target: string, fstype: string, flags: number, data: string): void
-  /** Reads requests into `buffer` on the JS thread and calls `onRequest(length)`, or `(-errno)` once at the end. */
-  start(fd: number, buffer: Buffer, onRequest: (n: number) => void): object
+  /**
+   * Reads requests into `buffer` on the JS thread and calls `onRequest(length)`, or `(-errno)`
+   * once at the end. `pollMicros`: how long, at most, to keep reading after the queue empties
+   * before the thread sleeps (0: never; the window adapts below it, native/layerfs_fuse.c).
+   */
+  start(fd: number, buffer: Buffer, onRequest: (n: number) => void, pollMicros: number): object
+  /** [window µs now, its bound µs, requests read while polling, returns to the event loop]; not after stop(). */
+  pollStats(session: object): readonly number[]
   /** Reads the next requests into `buffer`; the old one is JS's to keep. */
   setBuffer(session: object, buffer: Buffer): void
   stop(session: object): void

@@ -51,6 +51,16 @@ export interface SessionOptions {
   readonly passthrough: boolean
   /** Largest read/write request, bytes (max_pages × 4 KiB). */
   readonly maxIo: number
+  /** Keep reading /dev/fuse for up to this many µs after its queue empties (0: sleep at once). */
+  readonly pollMicros?: number
+}
+
+/** Busy polling, for status: µs now and at most, requests read while polling, returns to the event loop. */
+export interface PollStats {
+  readonly windowMicros: number
+  readonly maxMicros: number
+  readonly caught: number
+  readonly loopReturns: number
 }
 
 /** What INIT settled, for status and the tests. */
@@ -104,8 +114,15 @@ export class KernelSession {
   start(onEnd: (err: number) => void): Promise<void> {
     this.#onEnd = onEnd
     const ready = new Promise<void>((resolve) => (this.#onInit = resolve))
-    this.#session = this.addon.start(this.fd, this.request, (n) => this.dispatch(n))
+    this.#session = this.addon.start(this.fd, this.request, (n) => this.dispatch(n), this.opts.pollMicros ?? 0)
     return ready
+  }
+
+  /** The addon's busy polling (native/layerfs_fuse.c): the window now, its bound, what it caught. */
+  pollStats(): PollStats | undefined {
+    if (!this.#session || this.#ended) return undefined
+    const [windowMicros, maxMicros, caught, loopReturns] = this.addon.pollStats(this.#session)
+    return { windowMicros: windowMicros!, maxMicros: maxMicros!, caught: caught!, loopReturns: loopReturns! }
   }
 
   stop(): void {
