@@ -14,7 +14,9 @@ const run = promisify(execFile)
 export async function helpTexts() {
   const help = async (args) => (await run(process.execPath, [cli, ...args, '--help'], { env: { ...process.env, COLUMNS: '100' } })).stdout
   const top = await help([])
-  const commands = [...top.matchAll(/^  ([a-z][a-z-]*)(?:\|[a-z-]+)? /gm)].map((m) => m[1]).filter((c) => c !== 'help')
+  // The "Commands:" section only: the examples after it start with "  layerfs …" too.
+  const section = top.slice(top.indexOf('\nCommands:'), top.indexOf('\n\n', top.indexOf('\nCommands:')))
+  const commands = [...section.matchAll(/^  ([a-z][a-z-]*)(?:\|[a-z-]+)? /gm)].map((m) => m[1]).filter((c) => c !== 'help')
   const out = [{ args: [], text: top }]
   for (const c of commands) {
     const text = await help([c])

@@ -77,7 +77,12 @@ export function parseBusyPoll(v: string | number): number {
 export function busyPollMicros(opts: ServeOptions): number {
   if (opts.busyPoll !== undefined) return parseBusyPoll(opts.busyPoll)
   const fromEnv = process.env.LAYERFS_BUSY_POLL_US
-  return fromEnv !== undefined ? parseBusyPoll(fromEnv) : DEFAULT_BUSY_POLL_MICROS
+  if (fromEnv === undefined) return DEFAULT_BUSY_POLL_MICROS
+  try {
+    return parseBusyPoll(fromEnv)
+  } catch (e) {
+    throw new ConfigError('EINVAL', `LAYERFS_BUSY_POLL_US: ${(e as Error).message}`)
+  }
 }
 
 export type Transport = 'native' | 'fuse-native'

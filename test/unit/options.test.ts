@@ -1,6 +1,7 @@
 import * as fs from 'node:fs'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { ConfigError, parseBranches, parseMountOptions, resolveStack } from '../../lib/options.js'
+import { busyPollMicros, DEFAULT_BUSY_POLL_MICROS, parseBusyPoll } from '../../lib/fuse/mount.js'
 import { makeFixture, snapshot, type Fixture } from '../helpers/fixture.js'
 
 describe('parseBranches', () => {
@@ -63,5 +64,23 @@ describe('resolveStack', () => {
     refuse(/is inside branch/, () => resolveStack({ branches: [{ path: d('A') }], mountpoint: d('A/inner') }))
     refuse(/not an empty directory/, () => resolveStack({ branches: [{ path: d('B') }], mountpoint: d('file') }))
     refuse(/is rw too/, () => resolveStack({ branches: [{ path: d('A'), mode: 'rw' }], upper: d('C') }))
+  })
+})
+
+describe('busy polling bound', () => {
+  afterEach(() => {
+    delete process.env.LAYERFS_BUSY_POLL_US
+  })
+  it('takes the option, else $LAYERFS_BUSY_POLL_US, else the default; refuses what is not 0–1000 whole µs', () => {
+    expect(busyPollMicros({})).toBe(DEFAULT_BUSY_POLL_MICROS)
+    process.env.LAYERFS_BUSY_POLL_US = '0'
+    expect(busyPollMicros({})).toBe(0)
+    expect(busyPollMicros({ busyPoll: 50 })).toBe(50)
+    process.env.LAYERFS_BUSY_POLL_US = 'abc'
+    expect(() => busyPollMicros({})).toThrow(new ConfigError('EINVAL', "LAYERFS_BUSY_POLL_US: busy poll 'abc' is not a whole number of microseconds from 0 to 1000"))
+    for (const bad of ['', ' ', '-1', '1001', '2.5', '1e9']) expect(() => parseBusyPoll(bad)).toThrow(ConfigError)
+    expect(() => parseBusyPoll(NaN)).toThrow(ConfigError)
+    expect(parseBusyPoll(' 20 ')).toBe(20)
+    expect(parseBusyPoll(1000)).toBe(1000)
   })
 })
