@@ -1,7 +1,7 @@
 // The native transport's busy polling (native/layerfs_fuse.c), on the addon's real request loop
 // fed through a FIFO instead of /dev/fuse: messages sent back to back are read while polling
 // (no sleep), sparse ones close the window, and back-to-back ones open it again.
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
 import { tryNativeFuse } from '../../lib/fuse/kernel/addon.js'
@@ -27,7 +27,7 @@ describe.skipIf(!addon)('busy polling of the request loop', () => {
   it('reads back-to-back messages without sleeping, closes the window under sparse ones, reopens it', async () => {
     fx = makeFixture({})
     const fifo = `${fx.root}/fifo`
-    await new Promise<void>((resolve, reject) => spawn('mkfifo', [fifo]).on('exit', (c) => (c === 0 ? resolve() : reject(new Error('mkfifo')))))
+    execFileSync('mkfifo', [fifo])
     const fd = fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK)
     const buf = Buffer.alloc(4096)
     // The stats after the last message of each phase (a message is one byte; a read may hold several).
