@@ -125,8 +125,11 @@ export interface CopiedFile {
   readonly xattrErrno: number
 }
 
-type CopyUpFileCall = (src: string, tmp: string, dst: string, parent: string, uid: number, gid: number, truncate: boolean, out: Float64Array) => number
-interface CopyUpAddon { copyUpFile: CopyUpFileCall; copyUpFileAsync: (...args: Parameters<CopyUpFileCall>) => Promise<number> }
+type CopyUpFileArgs = [src: string, tmp: string, dst: string, parent: string, uid: number, gid: number, truncate: boolean, out: Float64Array]
+interface CopyUpAddon {
+  copyUpFile: (...args: [...CopyUpFileArgs, keep?: boolean]) => number
+  copyUpFileAsync: (...args: CopyUpFileArgs) => Promise<number>
+}
 const copyAddon = addon instanceof Error || process.env.LAYERFS_JS_COPYUP === '1' || typeof (addon as Partial<CopyUpAddon>).copyUpFile !== 'function'
   ? undefined
   : (addon as CopyUpAddon)
@@ -143,11 +146,28 @@ export const canCopyUpInOneCall = copyAddon !== undefined
  */
 export async function copyUpFileInOneCall(src: string, tmp: string, dst: string, parent: string,
   owner: { uid: number; gid: number } | undefined, truncate: boolean, size: number): Promise<CopiedFile> {
+  if (truncate || size <= SYNC_COPY_MAX_BYTES) return copyUpFileNow(src, tmp, dst, parent, owner, truncate, false)
   const out = new Float64Array(16)
-  const args = [src, tmp, dst, parent, owner?.uid ?? -1, owner?.gid ?? -1, truncate, out] as const
-  const r = truncate || size <= SYNC_COPY_MAX_BYTES ? copyAddon!.copyUpFile(...args) : await copyAddon!.copyUpFileAsync(...args)
+  const r = await copyAddon!.copyUpFileAsync(src, tmp, dst, parent, owner?.uid ?? -1, owner?.gid ?? -1, truncate, out)
   if (r !== 0) throw addonError(r, 'copyup', `'${src}' -> '${dst}'`, src)
-  return { stats: out[0] ? new NativeStats(out) : undefined, xattrs: out[13]!, xattrFailures: out[14]!, xattrErrno: out[15]! }
+  return copiedFrom(out, -1)
+}
+
+/**
+ * copyUpFileInOneCall on the JS thread, whatever the size (callers keep it for small files).
+ * With `keepOpen`, `fd` is the copy's descriptor, open read-write and the caller's to close;
+ * else -1.
+ */
+export function copyUpFileNow(src: string, tmp: string, dst: string, parent: string,
+  owner: { uid: number; gid: number } | undefined, truncate: boolean, keepOpen: boolean): CopiedFile & { readonly fd: number } {
+  const out = new Float64Array(16)
+  const r = copyAddon!.copyUpFile(src, tmp, dst, parent, owner?.uid ?? -1, owner?.gid ?? -1, truncate, out, keepOpen)
+  if (r < 0) throw addonError(r, 'copyup', `'${src}' -> '${dst}'`, src)
+  return copiedFrom(out, keepOpen ? r : -1)
+}
+
+function copiedFrom(out: Float64Array, fd: number): CopiedFile & { readonly fd: number } {
+  return { stats: out[0] ? new NativeStats(out) : undefined, xattrs: out[13]!, xattrFailures: out[14]!, xattrErrno: out[15]!, fd }
 }
 
 // mknod(2) has no Node binding: the addon's, or else python3's os.mknod (the smallest well-known

@@ -6,7 +6,7 @@ import { InodeTable } from './branches/inodes.js'
 import { listMerged } from './branches/readdir.js'
 import { BranchHit, isDirResolution, Resolver, type Resolution } from './branches/resolve.js'
 import { BranchStack, type BranchSpec } from './branches/stack.js'
-import { copyUp, copyUpDirChain, identityOf, type CopyUpContext, type CopyUpOptions } from './copyup/copyup.js'
+import { copyUp, copyUpDirChain, copyUpNow, identityOf, type CopyUpContext, type CopyUpOptions } from './copyup/copyup.js'
 import { LinkGroups } from './copyup/link-groups.js'
 import { PathLocks } from './copyup/locks.js'
 import { WorkArea } from './copyup/work-area.js'
@@ -18,8 +18,10 @@ import { baseName, isUndecodableName, isWithin, joinUnion, normalizeUnionPath, p
 import { isReservedName } from './whiteout/encoding.js'
 import { createWhiteout, dropWhiteoutsBelow, hasWhiteout, markOpaque, removeWhiteout } from './whiteout/whiteout.js'
 
-const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_RDWR, O_NOFOLLOW, O_NOCTTY } = fs.constants
+const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_RDWR, O_NOFOLLOW, O_NOCTTY, O_APPEND, O_SYNC, O_DSYNC, O_DIRECT, O_NOATIME } = fs.constants
 const O_ACCMODE = 3
+/** Open flags a copy-up's own read-write descriptor lacks: such an open opens the copy again. */
+const FLAGS_OF_THEIR_OWN = O_APPEND | O_SYNC | O_DSYNC | O_DIRECT | O_NOATIME
 /** Copy-ups in flight at once while a directory tree goes up (rename of a directory). */
 const TREE_COPY_CONCURRENCY = 16
 /**
@@ -268,19 +270,28 @@ export class LayerFs {
    * a lower file up first; read-only opens never do. EROFS without a rw branch, EISDIR for a
    * directory opened for writing.
    */
-  async open(p: UnionPath, flags: number): Promise<number> {
+  /**
+   * Opens `p`; an open for writing copies a lower file up first. The handle, or a promise of it
+   * when the copy-up waits (a large file copied off the JS thread, a copy-up of the same file
+   * or of a parent dir under way).
+   */
+  open(p: UnionPath, flags: number): number | Promise<number> {
     const res = this.resolver.require(p, 'open')
     const writes = (flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0
-    let host = res.hits[0]!.host
+    const hostFlags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW
+    if (!writes) return this.#openHost(p, res.hits[0]!.host, hostFlags, false, res.hits[0]!.branch)
+    if (isDirResolution(res)) throw new FsError('EISDIR', 'open', p)
     // A copy made by this open without xattrs has no capability for the first write to drop.
     let capsDropped = false
-    if (writes) {
-      if (isDirResolution(res)) throw new FsError('EISDIR', 'open', p)
-      const onCopied = (c: { xattrs: number }): void => { capsDropped = c.xattrs === 0 }
-      host = await this.#copyUp(p, { truncate: (flags & O_TRUNC) !== 0, onCopied }, 'open')
+    const copy: CopyUpOptions = { truncate: (flags & O_TRUNC) !== 0, onCopied: (c) => { capsDropped = c.xattrs === 0 } }
+    // The common case, at once: the copy's own descriptor becomes the handle (one open less).
+    const now = this.#copyCtx && copyUpNow(this.#copyCtx, p, copy, (flags & FLAGS_OF_THEIR_OWN) === 0)
+    if (now) {
+      if (now.fd < 0) return this.#openHost(p, now.host, hostFlags, true, this.#upper!, capsDropped)
+      this.#files.set(now.fd, { fh: now.fd, fd: now.fd, path: p, writable: true, flags: hostFlags & ~O_TRUNC, branch: this.#upper!, sealed: false, capsDropped })
+      return now.fd
     }
-    const branch = writes ? this.#upper! : res.hits[0]!.branch
-    return this.#openHost(p, host, (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW, writes, branch, capsDropped)
+    return this.#copyUp(p, copy, 'open').then((host) => this.#openHost(p, host, hostFlags, true, this.#upper!, capsDropped))
   }
 
   #openHost(p: UnionPath, host: string, flags: number, writable: boolean, branch: Branch, capsDropped = false): number {

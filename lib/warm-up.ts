@@ -24,8 +24,8 @@ export async function warmUp(dir: string): Promise<boolean> {
 }
 
 /**
- * Builds a small stack under `dir` (a lower dir `d` with files f (4 KiB), g, r, a symlink l and
- * a subdir e with h; an empty upper), runs `use` on it, and removes it all; never throws.
+ * Builds a small stack under `dir` (a lower dir `d` with files f (4 KiB), g, k, r, a symlink l
+ * and a subdir e with h; an empty upper), runs `use` on it, and removes it all; never throws.
  * Resolves with whether `use` completed.
  */
 export async function withScratchStack(dir: string, what: string, use: (core: LayerFs) => Promise<void>): Promise<boolean> {
@@ -35,6 +35,7 @@ export async function withScratchStack(dir: string, what: string, use: (core: La
     fs.mkdirSync(`${dir}/upper`)
     fs.writeFileSync(`${dir}/lower/d/f`, Buffer.alloc(4096, 1))
     fs.writeFileSync(`${dir}/lower/d/g`, 'g')
+    fs.writeFileSync(`${dir}/lower/d/k`, 'k')
     fs.writeFileSync(`${dir}/lower/d/e/h`, 'h')
     fs.writeFileSync(`${dir}/lower/d/r`, 'r')
     fs.symlinkSync('f', `${dir}/lower/d/l`)
@@ -71,6 +72,9 @@ async function exercise(core: LayerFs): Promise<void> {
   fh = await core.open('/d/f', O_WRONLY) // copy-up of a file and its parent
   await core.write(fh, buf, 4096, 0)
   core.fgetattr('/d/f', fh)
+  core.release(fh)
+  fh = await core.open('/d/k', O_WRONLY) // its parent is up now: the copy-up at once (copyUpNow)
+  await core.write(fh, buf, 1, 0)
   core.release(fh)
   core.release(await core.open('/d/e/h', O_RDWR | O_TRUNC)) // copy-up without the data
   fh = await core.create('/d/new', 0o644, O_RDWR)

@@ -30,6 +30,8 @@ typedef struct {
   char src[PATH_MAX], tmp[PATH_MAX], dst[PATH_MAX], parent[PATH_MAX];
   uint32_t uid, gid;  // owner a new entry in the work area gets (chown only when the source differs)
   int truncate;       // the caller truncates at once: no data to copy
+  int keep;           // leave the copy open (read-write) and hand its descriptor back in `fd`
+  int fd;             // the kept descriptor, else -1
   // Results.
   int err;            // 0 or errno of the failed step (then nothing is left at tmp or dst)
   int xattrs;         // names the source has (private ones included, as the JS path counts)
@@ -148,7 +150,8 @@ static void copy_up(copy_job_t* j) {
   if (futimens(out, times) != 0) { err = errno; goto fail; }
   if (rename(j->tmp, j->dst) != 0) { err = errno; goto fail; }
   if (fstat(out, &j->out) != 0) memset(&j->out, 0, sizeof j->out);  // mode 0: JS lstats instead
-  close(out);
+  if (j->keep) j->fd = out;
+  else close(out);
   close(in);
   // Linking the copy into its parent changed the parent's mtime; give it back (as overlayfs).
   if (have_parent) {
@@ -167,10 +170,10 @@ fail:
 
 // ---- JS side ------------------------------------------------------------------------------
 
-// Arguments: (src, tmp, dst, parent, uid, gid, truncate, out: Float64Array(16)).
+// Arguments: (src, tmp, dst, parent, uid, gid, truncate, out: Float64Array(16)[, keep]).
 static int read_job(napi_env env, napi_callback_info info, copy_job_t* j, napi_value* out_array) {
-  napi_value argv[8];
-  size_t argc = 8;
+  napi_value argv[9];
+  size_t argc = 9;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 8) {
     napi_throw_type_error(env, NULL, "copyUpFile: missing arguments");
     return 0;
@@ -190,6 +193,13 @@ static int read_job(napi_env env, napi_callback_info info, copy_job_t* j, napi_v
     return 0;
   }
   j->truncate = truncate;
+  bool keep = false;
+  if (argc >= 9 && napi_get_value_bool(env, argv[8], &keep) != napi_ok) {
+    napi_throw_type_error(env, NULL, "copyUpFile: bad keep flag");
+    return 0;
+  }
+  j->keep = keep;
+  j->fd = -1;
   napi_typedarray_type type;
   size_t count;
   if (napi_get_typedarray_info(env, argv[7], &type, &count, NULL, NULL, NULL) != napi_ok || type != napi_float64_array || count < 16) {
@@ -210,10 +220,11 @@ static double finish(napi_env env, copy_job_t* j, napi_value out_array) {
   o[13] = j->xattrs;
   o[14] = j->xattr_failures;
   o[15] = j->xattr_errno;
-  return 0;
+  return j->fd >= 0 ? j->fd : 0;
 }
 
-// copyUpFile(src, tmp, dst, parent, uid, gid, truncate, out) -> 0 | -errno, on the JS thread.
+// copyUpFile(src, tmp, dst, parent, uid, gid, truncate, out[, keep]) -> 0 | -errno, on the JS
+// thread; with `keep`, the copy's descriptor (open read-write, close-on-exec) instead of 0.
 napi_value layerfs_copy_up_file(napi_env env, napi_callback_info info) {
   copy_job_t* j = calloc(1, sizeof *j);
   if (!j) return NULL;
@@ -255,6 +266,7 @@ napi_value layerfs_copy_up_file_async(napi_env env, napi_callback_info info) {
   if (!a) return NULL;
   napi_value out_array, promise, name;
   if (!read_job(env, info, &a->job, &out_array)) { free(a); return NULL; }
+  a->job.keep = 0;  // a descriptor in a promise's result could leak unseen: the async copy closes it
   if (napi_create_reference(env, out_array, 1, &a->out_array) != napi_ok ||
       napi_create_promise(env, &a->deferred, &promise) != napi_ok) {
     free(a);

@@ -28,6 +28,11 @@ export class PathLocks {
     return step(0)
   }
 
+  /** Whether a holder of `path` has not finished yet. */
+  isHeld(path: UnionPath): boolean {
+    return this.#tails.has(path)
+  }
+
   get held(): number {
     return this.#tails.size
   }

@@ -55,6 +55,12 @@ async function talk(k: ScratchKernel): Promise<void> {
   await k.send(Op.GETXATTR, g, Buffer.concat([u32s(0, 0), cstr('security.capability')]), true) // ENODATA
   await k.send(Op.WRITE, g, Buffer.concat([io(fh, 0, 4096), Buffer.alloc(4096, 2)]))
   await k.send(Op.RELEASE, g, release(fh))
+  // Its parent is up now: the common copy-up, at once (copyUpNow).
+  const kf = await k.lookup(d, 'k')
+  fh = u64(await k.send(Op.OPEN, kf, u32s(O_WRONLY, 0)), 0)
+  await k.send(Op.GETXATTR, kf, Buffer.concat([u32s(0, 0), cstr('security.capability')]), true) // ENODATA
+  await k.send(Op.WRITE, kf, Buffer.concat([io(fh, 0, 1), Buffer.alloc(1, 2)]))
+  await k.send(Op.RELEASE, kf, release(fh))
   // tar: create, write, release, then mode, owner and times.
   const created = await k.send(Op.CREATE, d, Buffer.concat([u32s(O_RDWR, 0o100644, 0, 0), cstr('new')]))
   const n = u64(created, 0)

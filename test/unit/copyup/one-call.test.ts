@@ -199,3 +199,64 @@ describe.skipIf(!built)('copy-up in one addon call', () => {
     expect(value ?? undefined).toBeUndefined()
   })
 })
+
+/** The open flags of descriptor `fd` of this process, from /proc (octal there). */
+function fdFlags(fd: number): number {
+  return parseInt(/^flags:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!, 8)
+}
+
+describe.skipIf(!built)('the common copy-up, at once (copyUpNow)', () => {
+  const { O_APPEND, O_RDWR, O_ACCMODE = 3 } = fs.constants as typeof fs.constants & { O_ACCMODE?: number }
+  const big = 'b'.repeat(300 * 1024) // over SYNC_COPY_MAX_BYTES: copied off the JS thread
+
+  async function stack(): Promise<{ core: LayerFs; up: string; low: string }> {
+    const fx = makeFixture({ U: { d: {} }, L: { d: { f: 'data', g: 'gggg', h: 'hhhh', big, e: { f: 'deep' } } } }, 'layerfs-onecall-')
+    fixtures.push(fx)
+    fs.linkSync(`${fx.dir('L')}/d/h`, `${fx.dir('L')}/d/h2`)
+    return { core: await coreOn(`${fx.dir('U')}=rw:${fx.dir('L')}=ro`, false), up: fx.dir('U'), low: fx.dir('L') }
+  }
+
+  it('answers an open for writing of a small lower file at once, on the copy\'s own descriptor', async () => {
+    const { core, up, low } = await stack()
+    const ino = core.getattr('/d/f').ino
+    const fh = core.open('/d/f', O_WRONLY)
+    expect(typeof fh).toBe('number') // no promise: nothing waited
+    const fd = core.hostFd(fh as number)
+    expect(fs.fstatSync(fd).ino).toBe(fs.lstatSync(`${up}/d/f`).ino) // the copy, in place
+    expect(fdFlags(fd) & O_ACCMODE).toBe(O_RDWR) // the copy-up's own descriptor, not a second open
+    expect(await core.write(fh as number, Buffer.from('DA'), 2, 0)).toBe(2)
+    core.release(fh as number)
+    expect(fs.readFileSync(`${up}/d/f`, 'utf8')).toBe('DAta')
+    expect(fs.readFileSync(`${low}/d/f`, 'utf8')).toBe('data')
+    expect(core.getattr('/d/f')).toMatchObject({ ino, size: 4 }) // its inode number kept, the cache told
+    expect(fs.readdirSync(`${up}/.wh..wh.layerfs.work`)).toEqual([])
+    // O_TRUNC: the copy is made empty, and is the handle.
+    const t = core.open('/d/g', O_WRONLY | O_TRUNC)
+    expect(typeof t).toBe('number')
+    core.release(t as number)
+    expect(fs.readFileSync(`${up}/d/g`, 'utf8')).toBe('')
+  })
+
+  it('opens the copy again for flags the copy-up\'s descriptor lacks (O_APPEND)', async () => {
+    const { core, up } = await stack()
+    const fh = core.open('/d/f', O_WRONLY | O_APPEND) as number
+    expect(typeof fh).toBe('number')
+    expect(fdFlags(core.hostFd(fh)) & O_APPEND).toBe(O_APPEND)
+    await core.write(fh, Buffer.from('X'), 1, 0) // an O_APPEND descriptor appends wherever it is told to write
+    core.release(fh)
+    expect(fs.readFileSync(`${up}/d/f`, 'utf8')).toBe('dataX')
+  })
+
+  it('leaves a large file, a hard-linked one and one whose parent is not up yet to copyUp', async () => {
+    const { core, up, low } = await stack()
+    for (const [p, data] of [['/d/big', big], ['/d/h', 'hhhh'], ['/d/e/f', 'deep']] as const) {
+      const fh = core.open(p, O_WRONLY)
+      expect(fh).toBeInstanceOf(Promise)
+      core.release(await fh)
+      expect(fs.readFileSync(up + p, 'utf8')).toBe(data)
+    }
+    // The hard link's other name went up with it, as one inode.
+    expect(fs.lstatSync(`${up}/d/h2`).ino).toBe(fs.lstatSync(`${up}/d/h`).ino)
+    expect(fs.readFileSync(`${low}/d/big`, 'utf8')).toBe(big)
+  })
+})
