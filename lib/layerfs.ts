@@ -862,7 +862,8 @@ export class LayerFs {
 
   async #copyUp(p: UnionPath, opts: CopyUpOptions, syscall: string): Promise<string> {
     if (!this.#copyCtx) throw new FsError('EROFS', syscall, p)
-    return copyUp(this.#copyCtx, p, opts)
+    // The common case at once (a small file, its parent up); else the locked walk.
+    return copyUpNow(this.#copyCtx, p, opts, false)?.host ?? copyUp(this.#copyCtx, p, opts)
   }
 
   async #copyUpDirs(dir: UnionPath, syscall: string): Promise<string> {
