@@ -266,14 +266,10 @@ export class LayerFs {
   // ---- files -------------------------------------------------------------------------------
 
   /**
-   * Opens `p`; returns a handle for read/write/release. Opening for writing (or O_TRUNC) copies
-   * a lower file up first; read-only opens never do. EROFS without a rw branch, EISDIR for a
-   * directory opened for writing.
-   */
-  /**
-   * Opens `p`; an open for writing copies a lower file up first. The handle, or a promise of it
-   * when the copy-up waits (a large file copied off the JS thread, a copy-up of the same file
-   * or of a parent dir under way).
+   * Opens `p`; returns a handle for read/write/release, or a promise of it when a copy-up has to
+   * wait (a large file copied off the JS thread, a parent dir or the same file being copied up).
+   * Opening for writing (or O_TRUNC) copies a lower file up first; read-only opens never do.
+   * EROFS without a rw branch, EISDIR for a directory opened for writing.
    */
   open(p: UnionPath, flags: number): number | Promise<number> {
     const res = this.resolver.require(p, 'open')
@@ -866,10 +862,13 @@ export class LayerFs {
     return copyUpNow(this.#copyCtx, p, opts, false)?.host ?? copyUp(this.#copyCtx, p, opts)
   }
 
-  async #copyUpDirs(dir: UnionPath, syscall: string): Promise<string> {
-    if (!this.#copyCtx) throw new FsError('EROFS', syscall, dir)
-    const host = await copyUpDirChain(this.#copyCtx, dir)
-    return host
+  /** The host path of directory `dir` in the rw branch, copied up (with its parents) first if needed. */
+  #copyUpDirs(dir: UnionPath, syscall: string): string | Promise<string> {
+    if (!this.#copyCtx) return Promise.reject(new FsError('EROFS', syscall, dir))
+    // Already up, the common case: no promise at all (callers await either).
+    const top = this.resolver.resolve(dir)?.hits[0]
+    if (top && top.branch === this.#upper) return top.host
+    return copyUpDirChain(this.#copyCtx, dir)
   }
 
   /** Runs branch I/O and re-throws its failure with the union path (code and cause kept). */

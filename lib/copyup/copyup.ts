@@ -125,7 +125,12 @@ export function copyUpNow(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptio
     rethrow(e, 'copyup', path)
   }
   warnOfXattrFailures(path, made)
-  recordCopy(ctx, path, res, dst, made, opts)
+  try {
+    recordCopy(ctx, path, res, dst, made, opts)
+  } catch (e) {
+    if (made.fd >= 0) fs.closeSync(made.fd) // the copy is in place; only the handle is lost
+    throw e
+  }
   return { host: dst, fd: made.fd }
 }
 

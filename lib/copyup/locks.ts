@@ -4,15 +4,19 @@ import type { UnionPath } from '../paths.js'
 export class PathLocks {
   readonly #tails = new Map<UnionPath, Promise<unknown>>()
 
-  /** Runs `fn` once every earlier holder of `path` has finished; never holds a global lock. */
+  /**
+   * Runs `fn` once every earlier holder of `path` has finished; never holds a global lock. With
+   * no holder, `fn` starts at once, before `run` returns (no promise hop: the common case of
+   * every create, unlink and rename).
+   */
   async run<T>(path: UnionPath, fn: () => Promise<T> | T): Promise<T> {
-    const prev = this.#tails.get(path) ?? Promise.resolve()
+    const prev = this.#tails.get(path)
     let release!: () => void
     const mine = new Promise<void>((r) => (release = r))
-    const tail = prev.then(() => mine)
+    const tail = prev ? prev.then(() => mine) : mine
     this.#tails.set(path, tail)
     try {
-      await prev
+      if (prev) await prev
       return await fn()
     } finally {
       release()
