@@ -170,6 +170,15 @@ function copiedFrom(out: Float64Array, fd: number): CopiedFile & { readonly fd: 
   return { stats: out[0] ? new NativeStats(out) : undefined, xattrs: out[13]!, xattrFailures: out[14]!, xattrErrno: out[15]!, fd }
 }
 
+/**
+ * The addon's metadata read-ahead (native/prefetch.c): reads each host directory and lstats its
+ * entries (at most `maxEntries`) on a libuv worker, keeping nothing; resolves with the number
+ * lstat'ed. Undefined without the addon.
+ */
+export const nativePrefetchDirs = addon instanceof Error
+  ? undefined
+  : (addon as { prefetchDirs?: (dirs: string[], maxEntries: number) => Promise<number> }).prefetchDirs
+
 // mknod(2) has no Node binding: the addon's, or else python3's os.mknod (the smallest well-known
 // way in; it also makes sockets and FIFOs), run asynchronously on a branch path only.
 const MKNOD_PY = 'import os,sys; os.mknod(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))'

@@ -223,6 +223,15 @@ export class LayerFs {
   }
 
   /** The visible names of directory `p`, with '.' and '..'. ENOENT, ENOTDIR. */
+  /**
+   * The branch directories that make up the merged directory `p`, top first ([] when `p` is not
+   * a directory). From the cache when `p` was just resolved (a listing's entries are).
+   */
+  branchDirsOf(p: UnionPath): string[] {
+    const res = this.resolver.resolve(p)
+    return res && isDirResolution(res) ? res.hits.map((h) => h.host) : []
+  }
+
   readdir(p: UnionPath): string[] {
     const res = this.resolver.require(p, 'scandir')
     if (!isDirResolution(res)) throw new FsError('ENOTDIR', 'scandir', p)

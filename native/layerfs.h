@@ -11,4 +11,5 @@ void layerfs_stat_to_doubles(const struct stat* st, double* o);
 
 napi_value layerfs_copy_up_file(napi_env env, napi_callback_info info);
 napi_value layerfs_copy_up_file_async(napi_env env, napi_callback_info info);
+napi_value layerfs_prefetch_dirs(napi_env env, napi_callback_info info);
 #endif

@@ -553,6 +553,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "fstat", NULL, fstat_js, NULL, NULL, NULL, napi_default, NULL },
     { "copyUpFile", NULL, layerfs_copy_up_file, NULL, NULL, NULL, napi_default, NULL },
     { "copyUpFileAsync", NULL, layerfs_copy_up_file_async, NULL, NULL, NULL, napi_default, NULL },
+    { "prefetchDirs", NULL, layerfs_prefetch_dirs, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

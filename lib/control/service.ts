@@ -80,7 +80,7 @@ function status(m: ServedMount, hooks: ServiceHooks): StatusResult {
     operations: { ...m.activity.counts },
     inflight: m.activity.inflight,
     transport: m.transport,
-    protocol: m.protocol ? { minor: m.protocol.minor, passthrough: m.protocol.passthrough, kernelNodes: m.protocol.nodes(), busyPoll: m.protocol.busyPoll() } : undefined,
+    protocol: m.protocol ? { minor: m.protocol.minor, passthrough: m.protocol.passthrough, kernelNodes: m.protocol.nodes(), busyPoll: m.protocol.busyPoll(), readAhead: m.protocol.readAhead() } : undefined,
     options: {
       entryTimeout: c.entry,
       attrTimeout: c.attr,

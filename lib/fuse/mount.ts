@@ -117,7 +117,11 @@ export interface ServedMount {
    */
   invalidateKernelCache(): Promise<number>
   /** Protocol details for status (native transport). */
-  readonly protocol?: { readonly minor: number; readonly passthrough: boolean; readonly nodes: () => number; readonly busyPoll: () => PollStats | undefined }
+  readonly protocol?: {
+    readonly minor: number; readonly passthrough: boolean; readonly nodes: () => number; readonly busyPoll: () => PollStats | undefined
+    /** Metadata read-ahead of listed subdirectories (branches/read-ahead.ts); undefined when off. */
+    readonly readAhead: () => { readonly dirs: number; readonly entries: number; readonly dropped: number } | undefined
+  }
   /** Resolves when the mount point is no longer mounted (by unmount() or from outside). */
   readonly closed: Promise<void>
   unmount(opts?: UnmountOptions): Promise<void>
@@ -180,6 +184,7 @@ async function serveNative(core: LayerFs, mountpoint: string, opts: ServeOptions
       passthrough: km.session.negotiated?.passthrough ?? false,
       nodes: () => km.session.nodes.size,
       busyPoll: () => km.session.pollStats(),
+      readAhead: () => (km.session.readAhead.enabled ? { ...km.session.readAhead.stats } : undefined),
     },
     async unmount(uopts?: UnmountOptions) {
       await km.unmount(uopts)

@@ -352,4 +352,31 @@ for i in range(${n}):
       expect(isMounted(m.mnt)).toBe(false)
     }
   })
+  it.skipIf(!NATIVE)('metadata read-ahead: a listing hands its subdirectories, in every branch, to the worker; the walk sees the merged tree; LAYERFS_READ_AHEAD=0 turns it off', async () => {
+    type ReadAheadStats = { dirs: number; entries: number; dropped: number }
+    const m = await mountIt({ A: { t: { a: { x: 'x' } } }, B: { t: { a: { y: 'y', '.wh.x2': '' }, b: { z: 'z', c: { w: 'w' } } } } })
+    const status = async (): Promise<{ protocol: { readAhead?: ReadAheadStats } }> =>
+      JSON.parse((await cli(['status', 'mnt', '--json'], { cwd: m.root })).stdout)
+    expect((await status()).protocol.readAhead).toEqual({ dirs: 0, entries: 0, dropped: 0 })
+    expect(await m.ok('find mnt/t | sort')).toBe('mnt/t\nmnt/t/a\nmnt/t/a/x\nmnt/t/a/y\nmnt/t/b\nmnt/t/b/c\nmnt/t/b/c/w\nmnt/t/b/z\n')
+    await new Promise((r) => setTimeout(r, 200)) // the worker's jobs finish
+    // Listing t reads a (A and B) and b (B) ahead; listing b reads c ahead. Entries: x; y and
+    // the whiteout (the worker lstats what the branch holds); z and c; w.
+    const ra = (await status()).protocol.readAhead!
+    expect(ra).toMatchObject({ dirs: 4, dropped: 0 })
+    expect(ra.entries).toBe(6)
+    expect((await cli(['status', 'mnt'], { cwd: m.root })).stdout).toContain("  read-ahead: 4 branch dirs, 6 entries lstat'ed\n")
+    await m.unmount()
+    process.env.LAYERFS_READ_AHEAD = '0'
+    try {
+      const r = await cli(['mount', 'A=rw:B=ro', 'mnt'], { cwd: m.root })
+      expect(r.code, r.stderr).toBe(0)
+    } finally {
+      delete process.env.LAYERFS_READ_AHEAD
+    }
+    expect(await m.ok('find mnt/t | wc -l')).toBe('8\n')
+    expect((await status()).protocol.readAhead).toBeUndefined()
+    expect((await cli(['status', 'mnt'], { cwd: m.root })).stdout).toContain('  read-ahead: off\n')
+    await m.unmount()
+  })
 })

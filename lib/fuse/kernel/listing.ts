@@ -4,6 +4,7 @@
 // (FOPEN_CACHE_DIR) it serves the next `ls` from its cache after an OPENDIR, and never reads.
 // The session decodes the requests and writes the replies.
 import type { Attr } from '../../attr.js'
+import { DIRS_PER_LISTING, type ReadAhead } from '../../branches/read-ahead.js'
 import type { LayerFs } from '../../layerfs.js'
 import type { Node, NodeTable } from './nodes.js'
 import { direntSize, direntType, ENTRY_OUT_SIZE, writeDirent, writeEntry } from './protocol.js'
@@ -26,8 +27,12 @@ export class Listings {
   readonly #dirs = new Map<number, DirHandle>()
   #nextFh = 1
 
-  /** `pathOf`: a node's union path (ENOENT for a removed one), as the session resolves it. */
-  constructor(readonly core: LayerFs, readonly nodes: NodeTable, readonly opts: ListingOptions, readonly pathOf: (node: Node) => string) {}
+  /**
+   * `pathOf`: a node's union path (ENOENT for a removed one), as the session resolves it.
+   * `readAhead`: told the subdirectories each READDIRPLUS lists (read-ahead.ts).
+   */
+  constructor(readonly core: LayerFs, readonly nodes: NodeTable, readonly opts: ListingOptions, readonly pathOf: (node: Node) => string,
+    readonly readAhead?: ReadAhead) {}
 
   /** OPENDIR: the handle the reads of `node` page through (checked to be reachable now). */
   open(node: Node): number {
@@ -51,6 +56,7 @@ export class Listings {
     const dirPath = this.pathOf(d.node)
     if (offset === 0 || !d.names) d.names = this.core.readdir(dirPath)
     const names = d.names
+    const subdirs: string[] = []
     let used = 0
     for (let i = offset; i < names.length; i++) {
       const name = names[i]!
@@ -78,6 +84,7 @@ export class Listings {
         if (!a) continue // gone since the listing
         ino = a.ino
         type = direntType(a.mode)
+        if (type === 4 && subdirs.length < DIRS_PER_LISTING) subdirs.push(path!)
       }
       if (plus) {
         if (a) {
@@ -90,6 +97,7 @@ export class Listings {
       }
       used += writeDirent(out, used, ino, i + 1, type, name, nameLen)
     }
+    if (subdirs.length > 0 && this.readAhead?.enabled) this.readAhead.add(subdirs.map((p) => this.core.branchDirsOf(p)))
     return used
   }
 }

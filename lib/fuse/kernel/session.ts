@@ -12,6 +12,7 @@ import { checkName } from '../../paths.js'
 import type { Activity } from '../activity.js'
 import { failure } from '../adapter.js'
 import type { NativeFuse } from './addon.js'
+import { ReadAhead } from '../../branches/read-ahead.js'
 import { Listings } from './listing.js'
 import { NodeTable, type Node } from './nodes.js'
 import { Passthrough } from './passthrough.js'
@@ -84,6 +85,8 @@ export class KernelSession {
   /** The reply body area of #out (after the header), made once: the hot path writes into it. */
   #body: Buffer
   readonly #listings: Listings
+  /** Metadata read-ahead of the subdirectories each listing shows (branches/read-ahead.ts). */
+  readonly readAhead = new ReadAhead()
   /** Per-node I/O modes of open files (passthrough.ts), set at INIT. */
   #passthrough: Passthrough | undefined
   /** Short READs racing a shrink of their file wait for the kernel to learn its size (shrink-settle.ts). */
@@ -107,7 +110,7 @@ export class KernelSession {
     this.#out = Buffer.alloc(opts.maxIo + 4096 + OUT_HEADER_SIZE)
     this.#body = this.#out.subarray(OUT_HEADER_SIZE)
     this.nodes = new NodeTable(core.getattr('/').ino)
-    this.#listings = new Listings(core, this.nodes, opts, (node) => this.#path(node))
+    this.#listings = new Listings(core, this.nodes, opts, (node) => this.#path(node), this.readAhead)
   }
 
   /** Starts reading requests; resolves once INIT is answered. `onEnd` gets -errno (ENODEV: unmounted). */
