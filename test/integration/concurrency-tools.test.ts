@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { CLI, fuseUnavailable } from '../helpers/mount.js'
+import { CLI, fuseUnavailable, transportUnderTest } from '../helpers/mount.js'
 import { useMount, type Mounted } from '../helpers/union.js'
 
 const has = (tool: string): boolean => { try { execFileSync(tool, ['--version'], { stdio: 'ignore' }); return true } catch { return false } }
@@ -27,7 +27,12 @@ describe.skipIf(fuseUnavailable())('stress-ng and fio through the mount', () => 
     process.stdout.write(`stress-ng:\n${r.stdout.split('\n').filter((l) => /metrc: .*\d+\s+\d/.test(l)).join('\n')}\n`)
     expect(r.code, r.stdout).toBe(0)
     expect(r.stdout).toMatch(/successful run completed/)
-    expect(r.stdout).not.toMatch(/fail|error/i)
+    // fuse-native (libfuse 2): the hdd stressor unlinks each file while it is open, and libfuse
+    // keeps it as .fuse_hiddenN until RELEASE, which the kernel sends asynchronously after the
+    // close; the stressor's last rmdir can come first and fail with ENOTEMPTY (docs/design.md,
+    // "Limits"). The native transport keeps unlinked open files without a name.
+    const known = transportUnderTest() === 'fuse-native' ? /^stress-ng: fail: .*hdd: rmdir '[^']*' failed, errno=39 \(Directory not empty\)$/ : undefined
+    expect(r.stdout.split('\n').filter((l) => !known?.test(l)).join('\n')).not.toMatch(/fail|error/i)
     expect(await daemonAlive(m)).toBe(true)
     await m.ok('rm -rf mnt/sng/tmp-* && ls mnt/sng')
     expect(await m.ok('ls -A mnt/sng')).toBe('lower-file\n')
