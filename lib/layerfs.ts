@@ -6,7 +6,7 @@ import { InodeTable } from './branches/inodes.js'
 import { listMerged } from './branches/readdir.js'
 import { BranchHit, isDirResolution, Resolver, type Resolution } from './branches/resolve.js'
 import { BranchStack, type BranchSpec } from './branches/stack.js'
-import { copyUp, copyUpDirChain, copyUpNow, identityOf, type CopyUpContext, type CopyUpOptions } from './copyup/copyup.js'
+import { copyUp, copyUpDirChain, copyUpNow, identityOf, upperHost, type CopyUpContext, type CopyUpOptions } from './copyup/copyup.js'
 import { LinkGroups } from './copyup/link-groups.js'
 import { PathLocks } from './copyup/locks.js'
 import { WorkArea } from './copyup/work-area.js'
@@ -222,7 +222,6 @@ export class LayerFs {
     return toAttr(st, ino)
   }
 
-  /** The visible names of directory `p`, with '.' and '..'. ENOENT, ENOTDIR. */
   /**
    * The branch directories that make up the merged directory `p`, top first ([] when `p` is not
    * a directory). From the cache when `p` was just resolved (a listing's entries are).
@@ -232,6 +231,7 @@ export class LayerFs {
     return res && isDirResolution(res) ? res.hits.map((h) => h.host) : []
   }
 
+  /** The visible names of directory `p`, with '.' and '..'. ENOENT, ENOTDIR. */
   readdir(p: UnionPath): string[] {
     const res = this.resolver.require(p, 'scandir')
     if (!isDirResolution(res)) throw new FsError('ENOTDIR', 'scandir', p)
@@ -289,14 +289,17 @@ export class LayerFs {
     // A copy made by this open without xattrs has no capability for the first write to drop.
     let capsDropped = false
     const copy: CopyUpOptions = { truncate: (flags & O_TRUNC) !== 0, onCopied: (c) => { capsDropped = c.xattrs === 0 } }
+    const ctx = this.#copyCtx
+    if (!ctx) return Promise.reject(new FsError('EROFS', 'open', p))
     // The common case, at once: the copy's own descriptor becomes the handle (one open less).
-    const now = this.#copyCtx && copyUpNow(this.#copyCtx, p, copy, (flags & FLAGS_OF_THEIR_OWN) === 0)
+    const now = copyUpNow(ctx, p, copy, (flags & FLAGS_OF_THEIR_OWN) === 0)
     if (now) {
       if (now.fd < 0) return this.#openHost(p, now.host, hostFlags, true, this.#upper!, capsDropped)
       this.#files.set(now.fd, { fh: now.fd, fd: now.fd, path: p, writable: true, flags: hostFlags & ~O_TRUNC, branch: this.#upper!, sealed: false, capsDropped })
       return now.fd
     }
-    return this.#copyUp(p, copy, 'open').then((host) => this.#openHost(p, host, hostFlags, true, this.#upper!, capsDropped))
+    // copyUpNow does not apply: the locked walk (not #copyUp, which would ask copyUpNow again).
+    return copyUp(ctx, p, copy).then((host) => this.#openHost(p, host, hostFlags, true, this.#upper!, capsDropped))
   }
 
   #openHost(p: UnionPath, host: string, flags: number, writable: boolean, branch: Branch, capsDropped = false): number {
@@ -875,9 +878,7 @@ export class LayerFs {
   #copyUpDirs(dir: UnionPath, syscall: string): string | Promise<string> {
     if (!this.#copyCtx) return Promise.reject(new FsError('EROFS', syscall, dir))
     // Already up, the common case: no promise at all (callers await either).
-    const top = this.resolver.resolve(dir)?.hits[0]
-    if (top && top.branch === this.#upper) return top.host
-    return copyUpDirChain(this.#copyCtx, dir)
+    return upperHost(this.#copyCtx, dir) ?? copyUpDirChain(this.#copyCtx, dir)
   }
 
   /** Runs branch I/O and re-throws its failure with the union path (code and cause kept). */

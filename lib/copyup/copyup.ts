@@ -59,7 +59,7 @@ export async function copyUpDirChain(ctx: CopyUpContext, dir: UnionPath): Promis
 }
 
 /** The host path of `path` when it already is in the rw branch (then so are all its parents). */
-function upperHost(ctx: CopyUpContext, path: UnionPath): string | undefined {
+export function upperHost(ctx: CopyUpContext, path: UnionPath): string | undefined {
   const top = ctx.resolver.resolve(path)?.hits[0]
   return top && top.branch === ctx.upper ? top.host : undefined
 }
