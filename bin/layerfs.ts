@@ -33,6 +33,7 @@ program
   .option('--passthrough', 'native transport: the kernel reads lower files opened read-only straight from their branch (FUSE passthrough; the default where the kernel offers it)')
   .option('--no-passthrough', 'every read goes through layerfs')
   .option('--busy-poll <us>', 'native transport: keep reading /dev/fuse up to US microseconds after the last request before sleeping (0: off; default 30)')
+  .option('--writeback-cache', 'native transport: the kernel caches writes and sends them later (faster small writes; ENOSPC/EIO then show at close or fsync)')
   .option('--debug', 'trace every FUSE operation on stderr')
   .addOption(new Option('--ipc').hideHelp())
   .addOption(new Option('--watch-parent').hideHelp())

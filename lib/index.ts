@@ -57,6 +57,7 @@ export async function mount(branches: string | readonly BranchInput[], mountpoin
     ...(opts.passthrough === false ? ['--no-passthrough'] : opts.passthrough ? ['--passthrough'] : []),
     ...(opts.busyPoll !== undefined ? ['--busy-poll', String(parseBusyPoll(opts.busyPoll))] : []),
     ...(opts.revalidate !== undefined ? ['--revalidate', String(opts.revalidate)] : []),
+    ...(opts.writebackCache ? ['--writeback-cache'] : []),
     specs.map((s) => `${s.path.replace(/:/g, '\\:')}=${s.mode}`).join(':'),
     mountpoint,
   ]

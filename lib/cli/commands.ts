@@ -6,7 +6,7 @@ import {
   ConfigError, checkMountpoint, isMountpoint, parseBranches, parseMountOptions, resolveStack, type BranchInput,
 } from '../options.js'
 import { unmountPath } from '../fuse/unmount.js'
-import { parseBusyPoll, parseTransport } from '../fuse/mount.js'
+import { checkWriteback, chooseTransport, parseBusyPoll, parseTransport } from '../fuse/mount.js'
 import { isAlive, logFileFor, readRecord, removeRecord } from '../daemon/registry.js'
 import { runMountDaemon } from '../daemon/run-daemon.js'
 import { startDaemon } from '../daemon/start.js'
@@ -28,6 +28,7 @@ export interface MountCommandOptions {
   transport?: string
   passthrough?: boolean
   busyPoll?: string
+  writebackCache?: boolean
 }
 
 function fail(message: string): number {
@@ -84,6 +85,7 @@ export async function mountCommand(positional: string[], opts: MountCommandOptio
       transport: opts.transport !== undefined ? parseTransport(opts.transport) : undefined,
       passthrough: opts.passthrough,
       busyPoll: opts.busyPoll !== undefined ? parseBusyPoll(opts.busyPoll) : undefined,
+      writebackCache: opts.writebackCache,
       revalidate: opts.revalidate === undefined || opts.revalidate === false ? undefined : opts.revalidate === true ? REVALIDATE_DEFAULT_SECONDS : seconds(opts.revalidate),
     }
     if (opts.foreground) {
@@ -91,6 +93,7 @@ export async function mountCommand(positional: string[], opts: MountCommandOptio
     }
     // Check everything here first, so a bad stack fails in the user's terminal and nothing starts.
     resolveStack({ branches: inputs, upper: readOnly ? undefined : upper, mountpoint })
+    checkWriteback(serveOpts, chooseTransport(serveOpts.transport))
     const real = checkMountpoint(mountpoint)
     const logFd = fs.openSync(logFileFor(real), 'a', 0o600)
     const args = rawArgs.filter((a) => a !== '-f' && a !== '--foreground')

@@ -3,7 +3,7 @@
 import * as path from 'node:path'
 import type { Command } from 'commander'
 import type { BranchEntry } from '../branches/explain.js'
-import { controlRequest, liveMounts, locate } from '../control/client.js'
+import { controlRequest, flushKernelWrites, liveMounts, locate } from '../control/client.js'
 import type { LsEntry, StackChangeResult, StatusResult, WhichResult } from '../control/protocol.js'
 import { fs } from '../fs.js'
 import { ConfigError } from '../options.js'
@@ -122,7 +122,7 @@ export async function statusCommand(mnt: string | undefined, opts: { json?: bool
       const o = s.options
       out(`${s.mountpoint}  pid ${s.pid}  up ${duration(s.uptimeSeconds)}  ${s.openFiles} open file${s.openFiles === 1 ? '' : 's'}\n`)
       for (const b of s.branches) out(`  ${String(b.index).padStart(2)} ${b.mode} ${b.path}${b.openFiles ? `  (${b.openFiles} open)` : ''}\n`)
-      out(`  transport: ${s.transport}${s.protocol ? ` (FUSE 7.${s.protocol.minor}${s.protocol.passthrough ? ', passthrough' : ''}, ${s.protocol.kernelNodes} kernel nodes)` : ''}\n`)
+      out(`  transport: ${s.transport}${s.protocol ? ` (FUSE 7.${s.protocol.minor}${s.protocol.passthrough ? ', passthrough' : ''}${s.protocol.writebackCache ? ', writeback cache' : ''}, ${s.protocol.kernelNodes} kernel nodes)` : ''}\n`)
       const bp = s.protocol?.busyPoll
       if (bp) out(`  busy poll: ${bp.maxMicros ? `up to ${bp.maxMicros} µs (now ${bp.windowMicros} µs), ${bp.caught} requests caught, ${bp.loopReturns} returns to the event loop` : 'off'}\n`)
       if (s.protocol) {
@@ -211,6 +211,7 @@ export async function checkpointCommand(mnt: string, opts: { to?: string }): Pro
   try {
     const loc = await locate(mnt)
     const to = opts.to !== undefined ? await realHostPath(opts.to, false) : undefined
+    await flushKernelWrites(loc.mountpoint)
     const r = await controlRequest<StackChangeResult>(loc.mountpoint, { op: 'checkpoint', to })
     out(`sealed the rw branch as ${r.sealed}\n`)
     printStack(r)

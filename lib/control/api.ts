@@ -2,7 +2,7 @@
 // which/ls/status/branch/checkpoint send. Each takes a mount point or a path inside a mount.
 import * as path from 'node:path'
 import { fs } from '../fs.js'
-import { controlRequest, liveMounts, locate } from './client.js'
+import { controlRequest, flushKernelWrites, liveMounts, locate } from './client.js'
 import type { LsEntry, StackChangeResult, StatusResult, WhichResult } from './protocol.js'
 
 /** Which branch supplies `p` (a path inside a mount), with what hides the other branches' entries. */
@@ -47,5 +47,6 @@ export async function checkpoint(mnt: string, opts: { to?: string } = {}): Promi
     const abs = path.resolve(opts.to)
     to = path.join(await fs.promises.realpath(path.dirname(abs)), path.basename(abs))
   }
+  await flushKernelWrites(loc.mountpoint)
   return controlRequest<StackChangeResult>(loc.mountpoint, { op: 'checkpoint', to })
 }

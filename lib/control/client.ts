@@ -1,5 +1,6 @@
 // The client end of the control channel: find the mount a path lies in (from the records in the
 // run directory, without touching the mount), send one request, return its result.
+import { execFile } from 'node:child_process'
 import * as net from 'node:net'
 import * as path from 'node:path'
 import { fs } from '../fs.js'
@@ -54,6 +55,23 @@ export async function locate(p: string): Promise<Located> {
  * Sends one request to the daemon serving `mountpoint` and resolves with its result; rejects
  * with a ConfigError carrying the daemon's errno code and message.
  */
+/**
+ * Makes the kernel send the mount's cached writes to the daemon now (syncfs(2), by coreutils'
+ * `sync -f` in a child process, so even a process that serves the mount itself waits without
+ * blocking). A checkpoint does this first: with the writeback cache (and for writes through a
+ * shared mmap) data written before the checkpoint may still be in the page cache, and would
+ * otherwise reach the daemon afterwards and land in the new rw branch, not in the sealed layer.
+ */
+export function flushKernelWrites(mountpoint: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('sync', ['-f', mountpoint], { timeout: 120_000 }, (err, _out, stderr) => {
+      if (!err) return resolve()
+      const why = String(stderr).trim() || err.message
+      reject(new ConfigError('EIO', `cannot flush the kernel's cached writes of '${mountpoint}': ${why}`))
+    })
+  })
+}
+
 export function controlRequest<T = unknown>(mountpoint: string, req: ControlRequest, opts: { timeoutMs?: number } = {}): Promise<T> {
   const sockPath = socketFileFor(mountpoint)
   return new Promise<T>((resolve, reject) => {

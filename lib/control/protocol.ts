@@ -52,6 +52,8 @@ export interface StatusResult {
   readonly protocol?: {
     readonly minor: number
     readonly passthrough: boolean
+    /** The kernel's writeback cache is on (mount --writeback-cache). */
+    readonly writebackCache: boolean
     readonly kernelNodes: number
     /** Busy polling of /dev/fuse: the window now and its bound (µs), requests read while polling, returns to the event loop. */
     readonly busyPoll?: { readonly windowMicros: number; readonly maxMicros: number; readonly caught: number; readonly loopReturns: number }

@@ -80,7 +80,7 @@ function status(m: ServedMount, hooks: ServiceHooks): StatusResult {
     operations: { ...m.activity.counts },
     inflight: m.activity.inflight,
     transport: m.transport,
-    protocol: m.protocol ? { minor: m.protocol.minor, passthrough: m.protocol.passthrough, kernelNodes: m.protocol.nodes(), busyPoll: m.protocol.busyPoll(), readAhead: m.protocol.readAhead() } : undefined,
+    protocol: m.protocol ? { minor: m.protocol.minor, passthrough: m.protocol.passthrough, writebackCache: m.protocol.writebackCache, kernelNodes: m.protocol.nodes(), busyPoll: m.protocol.busyPoll(), readAhead: m.protocol.readAhead() } : undefined,
     options: {
       entryTimeout: c.entry,
       attrTimeout: c.attr,
@@ -138,7 +138,18 @@ function checkedStack(m: ServedMount, specs: readonly BranchSpec[]): BranchSpec[
   return resolveStack({ branches: specs, mountpoint: m.mountpoint, skipMountpointCheck: true })
 }
 
+/**
+ * The writeback cache keeps every regular file's size in the kernel, never taken from the daemon
+ * again: a branch added or removed under a file it caches would leave that size wrong.
+ */
+function refuseUnderWriteback(m: ServedMount, what: string): void {
+  if (m.protocol?.writebackCache) {
+    throw new ConfigError('EINVAL', `cannot ${what} on a mount with the writeback cache: the kernel keeps its own file sizes (remount without --writeback-cache)`)
+  }
+}
+
 async function branchAdd(m: ServedMount, dir: string, where: { below?: number; topRo?: boolean }, hooks: ServiceHooks): Promise<StackChangeResult> {
+  refuseUnderWriteback(m, 'add a branch')
   checkHostPath(dir, m, 'branch')
   return changeStack(m, hooks, () => {
     const cur = m.core.stack.specs()
@@ -154,6 +165,7 @@ async function branchAdd(m: ServedMount, dir: string, where: { below?: number; t
 }
 
 async function branchRemove(m: ServedMount, index: number, hooks: ServiceHooks): Promise<StackChangeResult> {
+  refuseUnderWriteback(m, 'remove a branch')
   return changeStack(m, hooks, () => {
     const cur = m.core.stack.specs()
     if (!Number.isInteger(index) || index < 0 || index >= cur.length) throw new ConfigError('EINVAL', `no branch ${index} (the stack has ${cur.length})`)

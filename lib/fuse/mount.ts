@@ -57,6 +57,14 @@ export interface ServeOptions {
    * else DEFAULT_BUSY_POLL_MICROS.
    */
   readonly busyPoll?: number
+  /**
+   * Native transport: the kernel's writeback cache (FUSE_WRITEBACK_CACHE, as fuse-overlayfs
+   * mounts by default). A write fills the page cache and returns; the kernel sends the data
+   * later (at close, fsync, sync or under memory pressure), and keeps file sizes and times
+   * itself. Faster small writes; in exchange ENOSPC/EIO surface at close or fsync, not at write,
+   * and nothing may change files underneath (docs/transport.md "Writeback cache"). Default off.
+   */
+  readonly writebackCache?: boolean
 }
 
 /** The busy-polling bound of the native transport, µs (docs/transport.md "Busy polling"). */
@@ -118,7 +126,10 @@ export interface ServedMount {
   invalidateKernelCache(): Promise<number>
   /** Protocol details for status (native transport). */
   readonly protocol?: {
-    readonly minor: number; readonly passthrough: boolean; readonly nodes: () => number; readonly busyPoll: () => PollStats | undefined
+    readonly minor: number; readonly passthrough: boolean
+    /** The kernel's writeback cache is on (asked for with writebackCache, and offered). */
+    readonly writebackCache: boolean
+    readonly nodes: () => number; readonly busyPoll: () => PollStats | undefined
     /** Metadata read-ahead of listed subdirectories (branches/read-ahead.ts); undefined when off. */
     readonly readAhead: () => { readonly dirs: number; readonly entries: number; readonly dropped: number } | undefined
   }
@@ -146,7 +157,20 @@ export async function serve(core: LayerFs, mountpoint: string, opts: ServeOption
   const transport = chooseTransport(opts.transport)
   if (opts.passthrough && transport !== 'native') throw new ConfigError('EINVAL', 'passthrough needs the native transport (--transport native)')
   if (opts.busyPoll && transport !== 'native') throw new ConfigError('EINVAL', 'busy polling needs the native transport (--transport native)')
+  checkWriteback(opts, transport)
   return transport === 'native' ? serveNative(core, mountpoint, opts) : serveFuseNative(core, mountpoint, opts)
+}
+
+/**
+ * The writeback cache's conditions: the native transport (libfuse 2 has no writeback cache), and
+ * none of the modes that pick up changes made underneath, since with it the kernel keeps a
+ * regular file's size and times itself and never takes them from the daemon again.
+ */
+export function checkWriteback(opts: ServeOptions, transport: Transport): void {
+  if (!opts.writebackCache) return
+  if (transport !== 'native') throw new ConfigError('EINVAL', 'the writeback cache needs the native transport (--transport native)')
+  if (opts.coherent) throw new ConfigError('EINVAL', '--writeback-cache and --coherent exclude each other: with the writeback cache the kernel keeps file sizes and times itself')
+  if (opts.revalidate !== undefined) throw new ConfigError('EINVAL', '--writeback-cache and --revalidate exclude each other: the kernel would never take a changed file size from the branches')
 }
 
 /** Cache lifetimes (seconds) and page-cache policy: both transports, and status. */
@@ -168,7 +192,7 @@ async function serveNative(core: LayerFs, mountpoint: string, opts: ServeOptions
   const km = await mountKernel(core, mountpoint, {
     allowOther: opts.allowOther ?? root, entryTimeout: c.entry, attrTimeout: c.attr, negativeTimeout: c.negative,
     keepCache: c.keepCache, passthrough: opts.passthrough ?? true, dev: opts.dev ?? false, suid: opts.suid ?? false,
-    busyPollMicros: busyPollMicros(opts),
+    busyPollMicros: busyPollMicros(opts), writebackCache: opts.writebackCache ?? false,
   })
   let finished = false
   const closed = km.ended.then(() => {
@@ -182,6 +206,7 @@ async function serveNative(core: LayerFs, mountpoint: string, opts: ServeOptions
     protocol: {
       minor: km.session.negotiated?.minor ?? 0,
       passthrough: km.session.negotiated?.passthrough ?? false,
+      writebackCache: km.session.negotiated?.writebackCache ?? false,
       nodes: () => km.session.nodes.size,
       busyPoll: () => km.session.pollStats(),
       readAhead: () => (km.session.readAhead.enabled ? { ...km.session.readAhead.stats } : undefined),

@@ -1,7 +1,8 @@
 import * as fs from 'node:fs'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { ConfigError, parseBranches, parseMountOptions, resolveStack } from '../../lib/options.js'
-import { busyPollMicros, DEFAULT_BUSY_POLL_MICROS, parseBusyPoll } from '../../lib/fuse/mount.js'
+import { busyPollMicros, checkWriteback, DEFAULT_BUSY_POLL_MICROS, parseBusyPoll } from '../../lib/fuse/mount.js'
+import { writebackOpenFlags } from '../../lib/fuse/kernel/session.js'
 import { makeFixture, snapshot, type Fixture } from '../helpers/fixture.js'
 
 describe('parseBranches', () => {
@@ -82,5 +83,24 @@ describe('busy polling bound', () => {
     expect(() => parseBusyPoll(NaN)).toThrow(ConfigError)
     expect(parseBusyPoll(' 20 ')).toBe(20)
     expect(parseBusyPoll(1000)).toBe(1000)
+  })
+})
+
+describe('the writeback cache', () => {
+  it('needs the native transport and excludes the modes that pick up changes underneath', () => {
+    expect(() => checkWriteback({}, 'fuse-native')).not.toThrow() // not asked: nothing to check
+    expect(() => checkWriteback({ writebackCache: true }, 'native')).not.toThrow()
+    expect(() => checkWriteback({ writebackCache: true, passthrough: true, busyPoll: 5 }, 'native')).not.toThrow()
+    expect(() => checkWriteback({ writebackCache: true }, 'fuse-native')).toThrow(new ConfigError('EINVAL', 'the writeback cache needs the native transport (--transport native)'))
+    expect(() => checkWriteback({ writebackCache: true, coherent: true }, 'native')).toThrow(/exclude each other/)
+    expect(() => checkWriteback({ writebackCache: true, revalidate: 0 }, 'native')).toThrow(/--revalidate exclude each other/)
+  })
+  it('opens branch files read-write for write-only opens and without O_APPEND; other flags kept', () => {
+    const { O_RDONLY, O_WRONLY, O_RDWR, O_APPEND, O_TRUNC, O_CREAT, O_EXCL, O_SYNC } = fs.constants
+    expect(writebackOpenFlags(O_WRONLY)).toBe(O_RDWR)
+    expect(writebackOpenFlags(O_WRONLY | O_APPEND | O_TRUNC | O_SYNC)).toBe(O_RDWR | O_TRUNC | O_SYNC)
+    expect(writebackOpenFlags(O_RDWR | O_APPEND | O_CREAT | O_EXCL)).toBe(O_RDWR | O_CREAT | O_EXCL)
+    expect(writebackOpenFlags(O_RDONLY)).toBe(O_RDONLY)
+    expect(writebackOpenFlags(O_RDONLY | O_APPEND)).toBe(O_RDONLY)
   })
 })

@@ -31,6 +31,8 @@ export interface KernelMountOptions {
   readonly suid: boolean
   /** Busy polling of /dev/fuse after its queue empties, µs at most (0: off; session.ts). */
   readonly busyPollMicros: number
+  /** Ask for the kernel's writeback cache (session.ts, docs/transport.md "Writeback cache"). */
+  readonly writebackCache: boolean
 }
 
 export interface KernelMount {
@@ -55,7 +57,7 @@ export async function mountKernel(core: LayerFs, mountpoint: string, o: KernelMo
   const sessionOpts = {
     entryTimeout: o.entryTimeout, attrTimeout: o.attrTimeout, negativeTimeout: o.negativeTimeout,
     keepCache: o.keepCache, passthrough: o.passthrough, maxIo: MAX_IO,
-    pollMicros: o.busyPollMicros,
+    pollMicros: o.busyPollMicros, writebackCache: o.writebackCache,
   }
   // The first requests of each kind would otherwise pay V8's compilation (warm-up.ts).
   if (core.work) await warmUpSession(addon, core.work.tempPath('warm-up'), sessionOpts)

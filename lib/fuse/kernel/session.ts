@@ -40,6 +40,7 @@ const ENODATA = -ERRNO.ENODATA
  */
 const COPY_CHUNK = 4 << 20
 const O_TRUNC = fs.constants.O_TRUNC
+const O_ACCMODE = 3
 
 export interface SessionOptions {
   /** Seconds the kernel may keep names, attributes and negative lookups. */
@@ -54,6 +55,8 @@ export interface SessionOptions {
   readonly maxIo: number
   /** Keep reading /dev/fuse for up to this many µs after its queue empties (0: sleep at once). */
   readonly pollMicros?: number
+  /** Ask for the kernel's writeback cache (docs/transport.md "Writeback cache"). */
+  readonly writebackCache?: boolean
 }
 
 /** Busy polling, for status: µs now and at most, requests read while polling, returns to the event loop. */
@@ -69,6 +72,8 @@ export interface Negotiated {
   readonly minor: number
   readonly flags: bigint
   readonly passthrough: boolean
+  /** The kernel caches writes (WRITEBACK_CACHE): opens get hostOpenFlags(). */
+  readonly writebackCache: boolean
   readonly maxWrite: number
 }
 
@@ -403,7 +408,8 @@ export class KernelSession {
         const kill = (b.readUInt32LE(A + 4) & FUSE_OPEN_KILL_SUIDGID) !== 0
         const pid = b.readUInt32LE(32)
         const p = this.#path(node)
-        return this.#gated('open', p, reply, () => core.open(p, flags), (fh: number) => {
+        const hostFlags = this.negotiated?.writebackCache ? writebackOpenFlags(flags) : flags
+        return this.#gated('open', p, reply, () => core.open(p, hostFlags), (fh: number) => {
           if (flags & O_TRUNC) {
             // A truncating open drops privileges as a truncation does (HANDLE_KILLPRIV_V2).
             core.dropPrivileges(fh, kill)
@@ -420,7 +426,8 @@ export class KernelSession {
         const p = this.#child(parent, name)
         const who = owner(b)
         const pid = b.readUInt32LE(32)
-        return this.#gated('create', p, reply, () => core.create(p, mode, flags, who), (fh: number) => {
+        const hostFlags = this.negotiated?.writebackCache ? writebackOpenFlags(flags) : flags
+        return this.#gated('create', p, reply, () => core.create(p, mode, hostFlags, who), (fh: number) => {
           const a = core.fgetattr(p, fh)
           // An existing file's node whose readers pass through cannot take a writer: a new node.
           const old = this.nodes.ofIno(a.ino)
@@ -592,8 +599,11 @@ export class KernelSession {
       Init.ASYNC_DIO | Init.INIT_EXT | Init.NO_EXPORT_SUPPORT
     if (!this.opts.keepCache) want |= Init.AUTO_INVAL_DATA
     if (this.opts.passthrough) want |= Init.PASSTHROUGH
+    if (this.opts.writebackCache) want |= Init.WRITEBACK_CACHE
     const flags = init.flags & want
     const passthrough = (flags & Init.PASSTHROUGH) !== 0n
+    const writebackCache = (flags & Init.WRITEBACK_CACHE) !== 0n
+    if (this.opts.writebackCache && !writebackCache) log.warnOnce('writeback', 'the kernel does not offer the writeback cache: every write goes to the daemon')
     const maxPages = Math.floor(this.opts.maxIo / 4096)
     writeInitOut(this.#body, 0, {
       minor, maxReadahead: init.maxReadahead, flags,
@@ -601,7 +611,7 @@ export class KernelSession {
       maxWrite: this.opts.maxIo, timeGran: 1, maxPages,
       maxStackDepth: passthrough ? 1 : 0,
     })
-    this.negotiated = { minor, flags, passthrough, maxWrite: this.opts.maxIo }
+    this.negotiated = { minor, flags, passthrough, writebackCache, maxWrite: this.opts.maxIo }
     this.#passthrough = new Passthrough(this.addon, this.fd, passthrough)
     reply(0, undefined, INIT_OUT_SIZE)
     log.debug('INIT: kernel 7.%d, using 7.%d, flags %s', init.minor, minor, flags.toString(16))
@@ -696,6 +706,17 @@ export class KernelSession {
     if (used === undefined) return reply(-ERRNO.EBADF)
     reply(0, undefined, used)
   }
+}
+
+/**
+ * The flags a branch file is opened with under the writeback cache (as libfuse's
+ * passthrough_ll): read-write for a write-only open, since the kernel reads around a partial
+ * page it caches; no O_APPEND, since the kernel places appended data itself and its WRITEs carry
+ * the offsets (the branch's O_APPEND would move them to the file's end, out of order).
+ */
+export function writebackOpenFlags(flags: number): number {
+  const f = flags & ~fs.constants.O_APPEND
+  return (f & O_ACCMODE) === fs.constants.O_WRONLY ? (f & ~O_ACCMODE) | fs.constants.O_RDWR : f
 }
 
 /** The caller of request `b` (struct fuse_in_header uid, gid), who owns what it creates. */
