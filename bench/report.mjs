@@ -133,7 +133,7 @@ export function svgChart({ systems, agg, labels, machine, profile }) {
   const base = 'overlayfs'
   const shown = systems.filter((s) => s !== base)
   const rows = ROWS.filter((r) => r.key !== 'mem' && stats[base]?.[r.key] && shown.some((s) => stats[s][r.key]))
-  const colors = { layerfs: '#d9480f', 'layerfs-fuse-native': '#f59f00', 'fuse-overlayfs': '#1c7ed6', 'unionfs-fuse': '#868e96' }
+  const colors = { layerfs: '#d9480f', 'layerfs-fuse-native': '#f59f00', 'layerfs-writeback': '#e8590c', 'fuse-overlayfs': '#1c7ed6', 'unionfs-fuse': '#868e96' }
   const barH = 9; const gap = 8; const labelW = 270; const plotW = 520; const top = 58
   const groupH = shown.length * barH + gap
   const height = top + rows.length * groupH + 40

@@ -74,7 +74,7 @@ const ADDON = path.resolve(path.dirname(CLI), '../../native/build/Release/layerf
  * result never depends on the default or on $LAYERFS_TRANSPORT: 'native' (layerfs's own /dev/fuse
  * loop, root only) or 'fuse-native' (libfuse 2.9 through fuse-native).
  */
-function layerfsSystem(transport, label, env) {
+function layerfsSystem(transport, label, env, args = []) {
   return {
     label,
     transport,
@@ -88,7 +88,7 @@ function layerfsSystem(transport, label, env) {
       // record left by a crashed round is stale, so only a live pid counts).
       const rec = registryFile(real, 'json')
       const daemonLog = registryFile(real, 'log')
-      const r = await run(process.execPath, [CLI, 'mount', '--transport', transport, '-o', `lowerdir=${lower},upperdir=${upper}`, 'none', mnt], { env })
+      const r = await run(process.execPath, [CLI, 'mount', '--transport', transport, ...args, '-o', `lowerdir=${lower},upperdir=${upper}`, 'none', mnt], { env })
       if (r.code !== 0 || !isMounted(mnt)) throw new Error(`layerfs (${transport}) mount failed (${r.code}): ${r.stderr}${logTail(daemonLog)}`)
       let pid
       await waitFor(() => {
@@ -102,8 +102,10 @@ function layerfsSystem(transport, label, env) {
       const r = await run(process.execPath, [CLI, 'status', '--json', mnt], { timeoutMs: 30_000 })
       let s
       try { s = JSON.parse(r.stdout) } catch { return { ok: false, detail: `layerfs status failed (${r.code}): ${r.stderr.slice(0, 200)}` } }
-      const served = `${s.transport}${s.protocol ? `, FUSE 7.${s.protocol.minor}${s.protocol.passthrough ? ', passthrough' : ''}` : ''}`
-      return { ok: s.transport === transport, detail: `asked for ${transport}, served by ${served}`, note: served }
+      const writeback = !!s.protocol?.writebackCache
+      const served = `${s.transport}${s.protocol ? `, FUSE 7.${s.protocol.minor}${s.protocol.passthrough ? ', passthrough' : ''}${writeback ? ', writeback cache' : ''}` : ''}`
+      const asked = `${transport}${args.includes('--writeback-cache') ? ' with the writeback cache' : ''}`
+      return { ok: s.transport === transport && writeback === args.includes('--writeback-cache'), detail: `asked for ${asked}, served by ${served}`, note: served }
     },
     async unmount({ mnt }, st) {
       if (isMounted(mnt)) {
@@ -133,6 +135,8 @@ export function logTail(file, chars = 2000) {
 export const SYSTEMS = {
   layerfs: layerfsSystem('native', 'layerfs (native)'),
   'layerfs-fuse-native': layerfsSystem('fuse-native', 'layerfs (fuse-native)'),
+  /** The writeback cache, opt-in (docs/transport.md): the mode fuse-overlayfs runs in by default. */
+  'layerfs-writeback': layerfsSystem('native', 'layerfs (native, --writeback-cache)', undefined, ['--writeback-cache']),
   overlayfs: {
     label: 'kernel overlayfs',
     available: () => fs.readFileSync('/proc/filesystems', 'utf8').includes('overlay') && process.getuid() === 0,
