@@ -171,6 +171,7 @@ export function checkWriteback(opts: ServeOptions, transport: Transport): void {
   if (transport !== 'native') throw new ConfigError('EINVAL', 'the writeback cache needs the native transport (--transport native)')
   if (opts.coherent) throw new ConfigError('EINVAL', '--writeback-cache and --coherent exclude each other: with the writeback cache the kernel keeps file sizes and times itself')
   if (opts.revalidate !== undefined) throw new ConfigError('EINVAL', '--writeback-cache and --revalidate exclude each other: the kernel would never take a changed file size from the branches')
+  if (opts.passthrough) throw new ConfigError('EINVAL', '--writeback-cache and --passthrough exclude each other: the kernel passes no file through under the writeback cache')
 }
 
 /** Cache lifetimes (seconds) and page-cache policy: both transports, and status. */
@@ -191,7 +192,8 @@ async function serveNative(core: LayerFs, mountpoint: string, opts: ServeOptions
   const root = process.getuid?.() === 0
   const km = await mountKernel(core, mountpoint, {
     allowOther: opts.allowOther ?? root, entryTimeout: c.entry, attrTimeout: c.attr, negativeTimeout: c.negative,
-    keepCache: c.keepCache, passthrough: opts.passthrough ?? true, dev: opts.dev ?? false, suid: opts.suid ?? false,
+    // The kernel turns passthrough off under the writeback cache (process_init_reply): not asked.
+    keepCache: c.keepCache, passthrough: opts.passthrough ?? !opts.writebackCache, dev: opts.dev ?? false, suid: opts.suid ?? false,
     busyPollMicros: busyPollMicros(opts), writebackCache: opts.writebackCache ?? false,
   })
   let finished = false

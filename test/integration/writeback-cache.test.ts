@@ -61,8 +61,9 @@ describe.skipIf(fuseUnavailable() || !NATIVE)('the writeback cache (mount --writ
   it('writes stay in the page cache until close and then reach the branch; status says so', async () => {
     const m = await mountIt({ A: {}, B: { f: 'lower\n' } }, { args: ['--writeback-cache'] })
     const st = JSON.parse((await cli(['status', 'mnt', '--json'], { cwd: m.root })).stdout)
-    expect(st.protocol.writebackCache).toBe(true)
-    expect((await cli(['status', 'mnt'], { cwd: m.root })).stdout).toMatch(/transport: native \(FUSE 7\.\d+, .*writeback cache, /)
+    // The kernel passes no file through under the writeback cache: not asked for.
+    expect(st.protocol).toMatchObject({ writebackCache: true, passthrough: false })
+    expect((await cli(['status', 'mnt'], { cwd: m.root })).stdout).toMatch(/transport: native \(FUSE 7\.\d+, writeback cache, \d+ kernel nodes\)/)
     // One process, no child: the write returns with the data only in the kernel's cache.
     const out = await m.ok(`python3 -c "
 import os
@@ -153,6 +154,7 @@ print(abs(os.stat('A/m').st_mtime - os.stat('mnt/m').st_mtime) < 1e-6, os.stat('
       [['--coherent'], '--writeback-cache and --coherent exclude each other: with the writeback cache the kernel keeps file sizes and times itself'],
       [['--revalidate', '2'], '--writeback-cache and --revalidate exclude each other: the kernel would never take a changed file size from the branches'],
       [['--transport', 'fuse-native'], 'the writeback cache needs the native transport (--transport native)'],
+      [['--passthrough'], '--writeback-cache and --passthrough exclude each other: the kernel passes no file through under the writeback cache'],
     ] as const) {
       const bad = await cli(['mount', '--writeback-cache', ...args, 'A=rw:B=ro', 'mnt'], { cwd: m.root })
       expect([bad.code, bad.stderr]).toEqual([1, `layerfs: ${err}\n`])
