@@ -52,10 +52,6 @@ export async function locate(p: string): Promise<Located> {
 }
 
 /**
- * Sends one request to the daemon serving `mountpoint` and resolves with its result; rejects
- * with a ConfigError carrying the daemon's errno code and message.
- */
-/**
  * Makes the kernel send the mount's cached writes to the daemon now (syncfs(2), by coreutils'
  * `sync -f` in a child process, so even a process that serves the mount itself waits without
  * blocking). A checkpoint does this first: with the writeback cache (and for writes through a
@@ -72,6 +68,10 @@ export function flushKernelWrites(mountpoint: string): Promise<void> {
   })
 }
 
+/**
+ * Sends one request to the daemon serving `mountpoint` and resolves with its result; rejects
+ * with a ConfigError carrying the daemon's errno code and message.
+ */
 export function controlRequest<T = unknown>(mountpoint: string, req: ControlRequest, opts: { timeoutMs?: number } = {}): Promise<T> {
   const sockPath = socketFileFor(mountpoint)
   return new Promise<T>((resolve, reject) => {

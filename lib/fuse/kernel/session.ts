@@ -72,7 +72,7 @@ export interface Negotiated {
   readonly minor: number
   readonly flags: bigint
   readonly passthrough: boolean
-  /** The kernel caches writes (WRITEBACK_CACHE): opens get hostOpenFlags(). */
+  /** The kernel caches writes (WRITEBACK_CACHE): opens get writebackOpenFlags(). */
   readonly writebackCache: boolean
   readonly maxWrite: number
 }
