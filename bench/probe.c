@@ -11,6 +11,8 @@
 //   probe copyup FILE                open(O_WRONLY) + pwrite 4 KiB at 0 (timed), close, verify
 //   probe createunlink DIR N         create+write 64 B+close N files in DIR, then unlink them
 //   probe rename SRC DST             one rename(2)
+//   probe smallwrites FILE BS COUNT  create FILE, COUNT write(2)s of BS bytes (timed), close (timed
+//                                    apart: a writeback cache sends the data then), verify
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -193,6 +195,32 @@ static int do_createunlink(const char *dir, int n) {
   return 0;
 }
 
+static int do_smallwrites(const char *file, size_t bs, int count) {
+  char *buf = malloc(bs);
+  for (size_t i = 0; i < bs; i++) buf[i] = (char)('a' + i % 26);
+  size_t bad = 0;
+  uint64_t t0 = now_ns(), t1 = t0, t2 = t0;
+  int fd = open(file, O_CREAT | O_EXCL | O_WRONLY, 0644);
+  if (fd >= 0) {
+    for (int i = 0; i < count; i++) if (write(fd, buf, bs) != (ssize_t)bs) bad++;
+    t1 = now_ns();
+    if (close(fd) != 0) bad++;
+    t2 = now_ns();
+  } else bad = (size_t)count;
+  // Read it back: the size, and every block's bytes.
+  char *check = malloc(bs);
+  struct stat st;
+  int ok = bad == 0 && lstat(file, &st) == 0 && st.st_size == (off_t)(bs * (size_t)count);
+  fd = ok ? open(file, O_RDONLY) : -1;
+  for (int i = 0; ok && i < count; i++) ok = read(fd, check, bs) == (ssize_t)bs && memcmp(check, buf, bs) == 0;
+  if (fd >= 0) close(fd);
+  printf("{\"n\":%d,\"bs\":%zu,\"write_ns\":%llu,\"close_ns\":%llu,\"bad\":%zu,\"ok\":%s}\n", count, bs,
+         (unsigned long long)(t1 - t0), (unsigned long long)(t2 - t1), bad, ok ? "true" : "false");
+  free(buf);
+  free(check);
+  return 0;
+}
+
 static int do_rename(const char *src, const char *dst) {
   uint64_t t0 = now_ns();
   int rc = rename(src, dst);
@@ -213,6 +241,7 @@ int main(int argc, char **argv) {
   if (argc >= 3 && !strcmp(argv[1], "copyup")) return do_copyup(argv[2]);
   if (argc >= 4 && !strcmp(argv[1], "createunlink")) return do_createunlink(argv[2], atoi(argv[3]));
   if (argc >= 4 && !strcmp(argv[1], "rename")) return do_rename(argv[2], argv[3]);
+  if (argc >= 5 && !strcmp(argv[1], "smallwrites")) return do_smallwrites(argv[2], (size_t)atol(argv[3]), atoi(argv[4]));
   fprintf(stderr, "usage: probe lstat|readdir|read|copyup|createunlink|rename ...\n");
   return 2;
 }

@@ -28,6 +28,8 @@ export const ROWS = [
   { key: 'rename_file', label: 'rename lower file', unit: 'µs/op', better: 'lower' },
   { key: 'rename_dir', label: 'rename lower dir (mv on EXDEV)', unit: 'ms', better: 'lower' },
   { key: 'untar', label: 'untar', unit: 'ms', better: 'lower' },
+  { key: 'small_writes', label: '20,000 writes of 100 B to a new file', unit: 'ms', better: 'lower' },
+  { key: 'small_writes_close', label: '… then its close', unit: 'ms', better: 'lower' },
   { key: 'mem', label: 'daemon peak RSS (VmHWM)', unit: 'MiB', better: 'lower' },
 ]
 

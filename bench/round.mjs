@@ -210,6 +210,14 @@ async function measure(name) {
     row('create', r.create_ns / r.n / 1e3, cuOk); row('unlink', r.unlink_ns / r.n / 1e3, cuOk)
     check('create + unlink', cuOk, cuOk ? undefined : JSON.stringify(r))
 
+    // Many small writes into one new file (a log, a compiler's output): each write(2) is a
+    // request without a writeback cache, a page-cache copy with one. The close, where a
+    // writeback cache sends the data, is its own row.
+    r = await probe('smallwrites', `${mnt}/small-writes.log`, 100, 20000)
+    const swOk = r.ok === true
+    row('small_writes', r.write_ns / 1e6, swOk); row('small_writes_close', r.close_ns / 1e6, swOk)
+    check('small writes: size and bytes right', swOk, swOk ? undefined : JSON.stringify(r))
+
     // The daemon's peak memory (kernel overlayfs has none).
     if (st?.pid) row('mem', (peakRssKiB(st.pid) ?? NaN) / 1024)
   } catch (e) {
