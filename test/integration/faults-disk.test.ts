@@ -6,10 +6,11 @@
 import * as fs from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
 import { hashTree, makeFixture, type Fixture, type Tree } from '../helpers/fixture.js'
-import { cleanupMount, fuseUnavailable, mountCli, run } from '../helpers/mount.js'
+import { cleanupMount, fuseUnavailable, mountCli, run, transportUnderTest } from '../helpers/mount.js'
 import { mountedView, type Mounted } from '../helpers/union.js'
 
 const WORK = '.wh..wh.layerfs.work'
+const NATIVE = transportUnderTest() === 'native'
 const MiB = 1 << 20
 
 function tmpfsMounted(dir: string): boolean {
@@ -38,19 +39,37 @@ describe.skipIf(fuseUnavailable())('full disk and read-only rw branch', () => {
   })
 
   /** A fixture whose rw branch A is a tmpfs of `opts` (e.g. 'size=4m'), mounted as A=rw:B=ro. */
-  async function mountOnTmpfs(lower: Tree, tmpfsOpts: string, build?: (B: string) => void): Promise<Mounted> {
+  async function mountOnTmpfs(lower: Tree, tmpfsOpts: string, build?: (B: string) => void, args: readonly string[] = []): Promise<Mounted> {
     const fx = makeFixture({ A: {}, B: lower })
     build?.(fx.dir('B'))
     live = { fx, ro: hashTree(fx.dir('B')) }
     const r = await run('mount', ['-t', 'tmpfs', '-o', tmpfsOpts, 'layerfs-test', fx.dir('A')])
     if (r.code !== 0) throw new Error(`mount tmpfs failed: ${r.stderr}`)
-    await mountCli(['A=rw:B=ro', './mnt'], { cwd: fx.root })
+    await mountCli([...args, 'A=rw:B=ro', './mnt'], { cwd: fx.root })
     return mountedView(fx)
   }
 
   const sha = async (m: Mounted, p: string): Promise<string> => (await m.ok(`sha256sum < ${p}`)).trim()
   const upperEntries = (m: Mounted): string[] => fs.readdirSync(m.dir('A')).filter((n) => n !== WORK)
   const workEntries = (m: Mounted): string[] => fs.readdirSync(`${m.dir('A')}/${WORK}`)
+
+  it.skipIf(!NATIVE)('with --writeback-cache, ENOSPC comes at close instead of at write (docs/transport.md), and the mount serves on', async () => {
+    const m = await mountOnTmpfs({ small: 'small\n' }, 'size=1m', undefined, ['--writeback-cache'])
+    const out = await m.ok(`python3 -c "
+import os, errno
+fd = os.open('mnt/f', os.O_WRONLY | os.O_CREAT, 0o644)
+print(sum(os.write(fd, b'x' * 65536) for i in range(32)))
+try:
+    os.close(fd)
+    print('close OK')
+except OSError as e:
+    print('close', errno.errorcode[e.errno])
+"`)
+    // Every write returned in full: the data was only in the page cache. The close reports what
+    // the branch refused.
+    expect(out).toBe('2097152\nclose ENOSPC\n')
+    expect(await m.ok('rm mnt/f; echo more >> mnt/small; cat mnt/small')).toBe('small\nmore\n')
+  })
 
   it('a copy-up larger than the free space fails with ENOSPC and leaves no partial copy', async () => {
     const m = await mountOnTmpfs({ small: 'small\n' }, 'size=4m', (B) => fs.writeFileSync(`${B}/big`, Buffer.alloc(8 * MiB, 'lower data ')))
