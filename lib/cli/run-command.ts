@@ -14,6 +14,7 @@ export interface RunCommandOptions {
   net?: string
   image?: string
   store?: string
+  writebackCache?: boolean
 }
 
 export const RUN_HELP_FOOTER = `
@@ -36,7 +37,7 @@ export async function runCommand(branches: string, cmd: string[], opts: RunComma
     const code = await run({
       branches, cmd,
       upper: opts.upper, hostname: opts.hostname, initLayer: opts.initLayer, keep: !!opts.keep,
-      net: opts.net as NetMode | undefined,
+      net: opts.net as NetMode | undefined, writebackCache: !!opts.writebackCache,
       onReady: (info) => { if (opts.keep && opts.upper === undefined) keptUpper = info.upper },
     })
     if (keptUpper !== undefined) process.stderr.write(`layerfs: kept the rw branch at ${keptUpper}\n`)
@@ -83,6 +84,7 @@ export function registerRunCommand(program: Command): void {
     .option('--net <mode>', "'none': a network namespace with only loopback (default: the host's network)")
     .option('--image <ref>', 'run an image (OCI layout dir or docker/podman save tar, PATH[:TAG]) instead of BRANCHES')
     .option('--store <dir>', 'layer store for --image (default $LAYERFS_STORE, /var/lib/layerfs as root)')
+    .option('--writeback-cache', 'serve the root with the kernel writeback cache (faster small writes; write errors show at close)')
     .addHelpText('after', RUN_HELP_FOOTER)
     .action(async (branches: string | undefined, cmd: string[], opts: RunCommandOptions) => {
       const stack = await stackOf(branches, cmd, opts)

@@ -130,6 +130,19 @@ describe.skipIf(skip)('layerfs run (busybox rootfs)', () => {
     fs.rmSync(path.dirname(kept!), { recursive: true, force: true })
   })
 
+  it("--writeback-cache from the CLI: the container's root is served with the writeback cache; what CMD wrote is in the rw branch", async () => {
+    const upper = path.join(work, 'upper')
+    // CMD stays up long enough for the test to ask the daemon.
+    const ran = cli(['run', '--writeback-cache', '--upper', upper, image, '--', 'sh', '-c', 'echo one > /f; echo two >> /f; sleep 3; cat /f'])
+    let mnt: string | undefined
+    for (let i = 0; i < 100 && !(mnt = runMounts()[0]); i++) await new Promise((r) => setTimeout(r, 50))
+    const st = JSON.parse((await cli(['status', '--json', mnt!])).stdout)
+    const r = await ran
+    expect(st.protocol.writebackCache).toBe(true)
+    expect([r.code, r.stdout, r.stderr]).toEqual([0, 'one\ntwo\n', ''])
+    expect(fs.readFileSync(path.join(upper, 'f'), 'utf8')).toBe('one\ntwo\n')
+  })
+
   it('isolates the network with --net none (only loopback)', async () => {
     const r = await cli(['run', '--net', 'none', image, '--', 'sh', '-c', 'ls /sys/class/net; cat /etc/resolv.conf'])
     expect(r.code).toBe(0)
@@ -202,6 +215,18 @@ describe.skipIf(skip)('layerfs run (busybox rootfs)', () => {
       fs.closeSync(fd)
     }
     expect(fs.readFileSync(out, 'utf8')).toBe('1 api\n')
+    // writebackCache: the container's root is served with the kernel's writeback cache (the
+    // daemon says so while CMD runs), and what CMD wrote is in the rw branch once it exits.
+    const { mountStatus } = (await import(path.resolve(CLI, '../../lib/index.js'))) as typeof import('../../lib/index.js')
+    const upper = path.join(work, 'wb-upper')
+    let served: Promise<boolean | undefined> | undefined
+    const wb = await runApi({
+      branches: image, cmd: ['sh', '-c', 'i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); done > /log; sleep 1'],
+      upper, writebackCache: true, stdio: 'ignore',
+      onReady: (info) => { served = mountStatus(info.mountpoint).then((s) => s[0]?.protocol?.writebackCache) },
+    })
+    expect([wb, await served]).toEqual([0, true])
+    expect(fs.readFileSync(path.join(upper, 'log'), 'utf8').split('\n')).toHaveLength(201)
     await expect(runApi({ branches: image, cmd: [] })).rejects.toThrow(/no command given/)
     expect(runMounts()).toEqual([])
     expect(runDirs()).toEqual([])
