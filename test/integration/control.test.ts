@@ -304,6 +304,31 @@ print('got=' + os.pread(fd, 100, 0).decode(), flush=True)
     fs.rmSync(`${m.dir('A')}.ckpt-1`, { recursive: true })
     fs.rmSync(`${m.dir('A')}.ckpt-2`, { recursive: true })
   })
+
+  it('writes through a shared mapping made before a checkpoint are in the sealed layer (the client flushes the kernel first)', async () => {
+    const m = await mountIt({ A: { f: 'a'.repeat(4096) }, B: {} })
+    m.forgetRo()
+    // The page stays dirty in the kernel (no msync, no munmap) until the checkpoint's syncfs;
+    // without it the kernel would send it after the checkpoint, into the new rw branch.
+    const mapper = child('python3', ['-c', `
+import mmap, os, sys
+fd = os.open('mnt/f', os.O_RDWR)
+mm = mmap.mmap(fd, 4096)
+mm[0:5] = b'HELLO'
+print('ready', flush=True)
+sys.stdin.readline()
+mm.close()
+os.close(fd)
+`], m.root)
+    await mapper.waitFor('ready')
+    expect(fs.readFileSync(`${m.dir('A')}/f`, 'utf8').slice(0, 5)).toBe('aaaaa') // still only in the kernel
+    const r = await cli(['checkpoint', 'mnt', '--to', 'S1'], { cwd: m.root })
+    expect(r.code, r.stderr).toBe(0)
+    mapper.stdin!.end('\n')
+    expect(await mapper.done).toBe(0)
+    expect(fs.readFileSync(`${m.root}/S1/f`, 'utf8')).toBe('HELLO' + 'a'.repeat(4091))
+    expect(await m.ok('head -c 5 mnt/f')).toBe('HELLO')
+  })
 })
 
 describe.skipIf(fuseUnavailable())('changes made underneath', () => {
