@@ -38,7 +38,9 @@ export async function removeBranch(mnt: string, index: number): Promise<StackCha
 
 /**
  * Seals the rw branch of `mnt` as a new ro branch (moved to `to`, default UPPER.ckpt-N) and
- * starts a fresh empty rw branch at its old path, while the mount stays in use.
+ * starts a fresh empty rw branch at its old path, while the mount stays in use. First makes the
+ * kernel send the mount's cached writes (writeback cache, shared mmap) to the daemon, so they
+ * are in the sealed layer.
  */
 export async function checkpoint(mnt: string, opts: { to?: string } = {}): Promise<StackChangeResult> {
   const loc = await locate(mnt)
