@@ -9,6 +9,8 @@ import { createLogger } from './log.js'
 import { nativeAddon } from './native.js'
 
 export { fs }
+/** The access-mode bits of open(2) flags (Node's fs.constants has no O_ACCMODE). */
+export const O_ACCMODE = 3
 export type Stats = fs.Stats
 const log = createLogger('layerfs:fs')
 

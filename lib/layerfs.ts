@@ -6,20 +6,19 @@ import { InodeTable } from './branches/inodes.js'
 import { listMerged } from './branches/readdir.js'
 import { BranchHit, isDirResolution, Resolver, type Resolution } from './branches/resolve.js'
 import { BranchStack, type BranchSpec } from './branches/stack.js'
-import { copyUp, copyUpDirChain, copyUpNow, identityOf, upperHost, type CopyUpContext, type CopyUpOptions } from './copyup/copyup.js'
+import { copyUp, copyUpDirChain, copyUpNow, identityOf, type CopyUpContext, type CopyUpOptions } from './copyup/copyup.js'
 import { LinkGroups } from './copyup/link-groups.js'
 import { PathLocks } from './copyup/locks.js'
 import { WorkArea } from './copyup/work-area.js'
 import { errnoName, FsError, rethrow } from './errors.js'
 import {
-  fs, fstatOf, getXattr, listXattrs, lstatOrUndefined, mknod, mutate, removeXattr, setXattr, type FileStats,
+  fs, fstatOf, getXattr, O_ACCMODE, listXattrs, lstatOrUndefined, mknod, mutate, removeXattr, setXattr, type FileStats,
 } from './fs.js'
 import { baseName, isUndecodableName, isWithin, joinUnion, normalizeUnionPath, parentOf, type UnionPath } from './paths.js'
 import { isReservedName } from './whiteout/encoding.js'
 import { createWhiteout, dropWhiteoutsBelow, hasWhiteout, markOpaque, removeWhiteout } from './whiteout/whiteout.js'
 
 const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_RDWR, O_NOFOLLOW, O_NOCTTY, O_APPEND, O_SYNC, O_DSYNC, O_DIRECT, O_NOATIME } = fs.constants
-const O_ACCMODE = 3
 /** Open flags a copy-up's own read-write descriptor lacks: such an open opens the copy again. */
 const FLAGS_OF_THEIR_OWN = O_APPEND | O_SYNC | O_DSYNC | O_DIRECT | O_NOATIME
 /** Copy-ups in flight at once while a directory tree goes up (rename of a directory). */
@@ -877,8 +876,7 @@ export class LayerFs {
   /** The host path of directory `dir` in the rw branch, copied up (with its parents) first if needed. */
   #copyUpDirs(dir: UnionPath, syscall: string): string | Promise<string> {
     if (!this.#copyCtx) return Promise.reject(new FsError('EROFS', syscall, dir))
-    // Already up, the common case: no promise at all (callers await either).
-    return upperHost(this.#copyCtx, dir) ?? copyUpDirChain(this.#copyCtx, dir)
+    return copyUpDirChain(this.#copyCtx, dir) // at once when already up (callers await either)
   }
 
   /** Runs branch I/O and re-throws its failure with the union path (code and cause kept). */

@@ -50,16 +50,21 @@ export async function copyUp(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOp
   return copyUpOne(ctx, path, opts)
 }
 
-/** Ensures the directory `dir` (and its parents) exists in the rw branch; returns its host path. */
-export async function copyUpDirChain(ctx: CopyUpContext, dir: UnionPath): Promise<string> {
-  const up = upperHost(ctx, dir)
-  if (up !== undefined) return up
+/**
+ * Ensures the directory `dir` (and its parents) exists in the rw branch; returns its host path.
+ * When it is already there (the common case) the answer comes at once, without a promise.
+ */
+export function copyUpDirChain(ctx: CopyUpContext, dir: UnionPath): string | Promise<string> {
+  return upperHost(ctx, dir) ?? copyDirsUp(ctx, dir)
+}
+
+async function copyDirsUp(ctx: CopyUpContext, dir: UnionPath): Promise<string> {
   for (const d of ancestorsAndSelf(dir)) await copyUpOne(ctx, d, {})
   return ctx.upper.host(dir)
 }
 
 /** The host path of `path` when it already is in the rw branch (then so are all its parents). */
-export function upperHost(ctx: CopyUpContext, path: UnionPath): string | undefined {
+function upperHost(ctx: CopyUpContext, path: UnionPath): string | undefined {
   const top = ctx.resolver.resolve(path)?.hits[0]
   return top && top.branch === ctx.upper ? top.host : undefined
 }

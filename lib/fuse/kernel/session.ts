@@ -6,7 +6,7 @@ import { constants } from 'node:os'
 import type { Attr } from '../../attr.js'
 import { ReadAhead } from '../../branches/read-ahead.js'
 import { errnoName } from '../../errors.js'
-import { codeOfErrno, fs } from '../../fs.js'
+import { codeOfErrno, fs, O_ACCMODE } from '../../fs.js'
 import type { LayerFs, Owner } from '../../layerfs.js'
 import { createLogger } from '../../log.js'
 import { checkName } from '../../paths.js'
@@ -40,7 +40,6 @@ const ENODATA = -ERRNO.ENODATA
  */
 const COPY_CHUNK = 4 << 20
 const O_TRUNC = fs.constants.O_TRUNC
-const O_ACCMODE = 3
 
 export interface SessionOptions {
   /** Seconds the kernel may keep names, attributes and negative lookups. */
