@@ -172,14 +172,25 @@ function copiedFrom(out: Float64Array, fd: number): CopiedFile & { readonly fd: 
   return { stats: out[0] ? new NativeStats(out) : undefined, xattrs: out[13]!, xattrFailures: out[14]!, xattrErrno: out[15]!, fd }
 }
 
+/** What the read-ahead read of the directories it was asked to keep ([names joined by '/', 13 doubles per name] or null, by index). */
+export interface PrefetchRead {
+  readonly statted: number
+  readonly dirs: readonly ([string, Float64Array] | null)[]
+}
+export interface PrefetchDirs {
+  (dirs: string[], maxEntries: number): Promise<number>
+  (dirs: string[], maxEntries: number, keep: boolean[]): Promise<number | PrefetchRead>
+}
+
 /**
  * The addon's metadata read-ahead (native/prefetch.c): reads each host directory and lstats its
- * entries (at most `maxEntries`) on a libuv worker, keeping nothing; resolves with the number
- * lstat'ed. Undefined without the addon.
+ * entries (at most `maxEntries`) on a libuv worker; resolves with the number lstat'ed, or, with
+ * `keep`, also with what it read of the directories `keep` marks (each read whole, or null).
+ * Undefined without the addon.
  */
 export const nativePrefetchDirs = addon instanceof Error
   ? undefined
-  : (addon as { prefetchDirs?: (dirs: string[], maxEntries: number) => Promise<number> }).prefetchDirs
+  : (addon as { prefetchDirs?: PrefetchDirs }).prefetchDirs
 
 // mknod(2) has no Node binding: the addon's, or else python3's os.mknod (the smallest well-known
 // way in; it also makes sockets and FIFOs), run asynchronously on a branch path only.

@@ -4,7 +4,9 @@ import { toAttr, type Attr } from './attr.js'
 import { type Branch } from './branches/branch.js'
 import { InodeTable } from './branches/inodes.js'
 import { listMerged } from './branches/readdir.js'
-import { BranchHit, isDirResolution, Resolver, type Resolution } from './branches/resolve.js'
+import type { PrefetchedDir } from './branches/prefetched.js'
+import type { ReadAheadDir } from './branches/read-ahead.js'
+import { BranchHit, isDirResolution, Resolver, type NameIndex, type Resolution } from './branches/resolve.js'
 import { BranchStack, type BranchSpec } from './branches/stack.js'
 import { copyUp, copyUpDirChain, copyUpNow, identityOf, type CopyUpContext, type CopyUpOptions } from './copyup/copyup.js'
 import { LinkGroups } from './copyup/link-groups.js'
@@ -223,18 +225,23 @@ export class LayerFs {
 
   /**
    * The branch directories that make up the merged directory `p`, top first ([] when `p` is not
-   * a directory). From the cache when `p` was just resolved (a listing's entries are).
+   * a directory), for the read-ahead: what it reads of a read-only one nothing has read yet is
+   * kept for the listing that follows (Resolver.adoptPrefetched). From the cache when `p` was
+   * just resolved (a listing's entries are).
    */
-  branchDirsOf(p: UnionPath): string[] {
+  readAheadDirsOf(p: UnionPath): ReadAheadDir[] {
     const res = this.resolver.resolve(p)
-    return res && isDirResolution(res) ? res.hits.map((h) => h.host) : []
+    if (!res || !isDirResolution(res)) return []
+    return res.hits.map((h) => Resolver.indexable(h) && h.names === undefined
+      ? { host: h.host, adopt: (read: PrefetchedDir) => this.resolver.adoptPrefetched(h, read) }
+      : { host: h.host })
   }
 
   /** The visible names of directory `p`, with '.' and '..'. ENOENT, ENOTDIR. */
   readdir(p: UnionPath): string[] {
     const res = this.resolver.require(p, 'scandir')
     if (!isDirResolution(res)) throw new FsError('ENOTDIR', 'scandir', p)
-    const onNames = (hit: BranchHit, names: ReadonlySet<string>): void => this.resolver.seedNames(hit, names)
+    const onNames = (hit: BranchHit, names: NameIndex): void => this.resolver.seedNames(hit, names)
     try {
       return ['.', '..', ...listMerged(res, onNames)]
     } catch (e) {

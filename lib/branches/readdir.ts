@@ -2,24 +2,35 @@
 import { fs, lstatOrUndefined } from '../fs.js'
 import { isUndecodableName } from '../paths.js'
 import { META_PREFIX, isCharDevWhiteout, whitedOutName, WHITEOUT_PREFIX } from '../whiteout/encoding.js'
-import type { BranchHit, Resolution } from './resolve.js'
+import type { BranchHit, NameIndex, Resolution } from './resolve.js'
 
 /**
  * The visible names of a merged directory (without '.' and '..'). Whiteouts of a branch hide
  * names of the branches below it only; the merge list of `dir` already stops at opaque dirs.
  * `onNames` receives every name of each read-only branch directory read (the lookups of the
- * entries that follow a listing then need no readdir of their own).
+ * entries that follow a listing then need no readdir of their own). A branch directory the
+ * read-ahead has read (BranchHit.prefetched) is not read again.
  */
-export function listMerged(dir: Resolution, onNames?: (hit: BranchHit, names: ReadonlySet<string>) => void): string[] {
+export function listMerged(dir: Resolution, onNames?: (hit: BranchHit, names: NameIndex) => void): string[] {
   const out: string[] = []
   const seen = new Set<string>()
   const hidden = new Set<string>()
   for (const hit of dir.hits) {
     const deleted: string[] = []
-    const entries = fs.readdirSync(hit.host, { withFileTypes: true })
-    if (onNames && !hit.branch.writable) onNames(hit, new Set(entries.map((e) => e.name)))
-    for (const e of entries) {
-      const name = e.name
+    let names: readonly string[]
+    let isCharDev: (i: number) => boolean
+    const read = hit.prefetched
+    if (read) {
+      names = read.names
+      isCharDev = (i) => read.isCharDevAt(i)
+    } else {
+      const entries = fs.readdirSync(hit.host, { withFileTypes: true })
+      names = entries.map((e) => e.name)
+      isCharDev = (i) => entries[i]!.isCharacterDevice()
+      if (onNames && !hit.branch.writable) onNames(hit, new Set(names))
+    }
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!
       if (name.startsWith(WHITEOUT_PREFIX)) {
         if (!name.startsWith(META_PREFIX)) {
           const w = whitedOutName(name)
@@ -27,7 +38,7 @@ export function listMerged(dir: Resolution, onNames?: (hit: BranchHit, names: Re
         }
         continue
       }
-      if (e.isCharacterDevice()) {
+      if (isCharDev(i)) {
         const st = lstatOrUndefined(hit.host + '/' + name)
         if (st && isCharDevWhiteout(st)) { deleted.push(name); continue }
       }

@@ -10,6 +10,7 @@ import { hasWhiteout } from '../whiteout/whiteout.js'
 import type { Branch } from './branch.js'
 import { NEGATIVE, ResolutionCache } from './cache.js'
 import type { BranchStack } from './stack.js'
+import type { PrefetchedDir } from './prefetched.js'
 
 const log = createLogger('layerfs:resolve')
 
@@ -53,12 +54,19 @@ function slim(res: Resolution): Resolution {
  * One branch's entry for a union path. Its host path is derived (the branch root and the union
  * path), not kept: a cached resolution holds no host string of its own (~110 bytes an entry).
  */
+/** The names of a branch directory, for membership tests. */
+export interface NameIndex {
+  has(name: string): boolean
+}
+
 export class BranchHit {
   /**
    * The entry names of this branch directory, once read (the Resolver's index of a read-only
    * directory). Kept here, they live exactly as long as the resolution that holds the hit.
    */
-  names: ReadonlySet<string> | undefined = undefined
+  names: NameIndex | undefined = undefined
+  /** What the read-ahead read of this (read-only) directory: its names and lstats (prefetched.ts). */
+  prefetched: PrefetchedDir | undefined = undefined
 
   constructor(
     readonly branch: Branch,
@@ -192,8 +200,20 @@ export class Resolver {
   }
 
   /** Keeps the names of a read-only branch directory read by a merged listing. */
-  seedNames(dir: BranchHit, names: ReadonlySet<string>): void {
+  seedNames(dir: BranchHit, names: NameIndex): void {
     if (Resolver.indexable(dir)) dir.names = names
+  }
+
+  /**
+   * Keeps what the read-ahead read of a read-only branch directory nothing has read yet: its
+   * names become the name index, and the resolutions of its entries take their lstats from it.
+   * False when the directory does not qualify (rw branch, too large, already read).
+   */
+  adoptPrefetched(dir: BranchHit, read: PrefetchedDir): boolean {
+    if (!Resolver.indexable(dir) || dir.names !== undefined) return false
+    dir.names = read
+    dir.prefetched = read
+    return true
   }
 
   /**
@@ -201,7 +221,7 @@ export class Resolver {
    * undefined for the rw branch (it changes) and for very large directories (one lstat beats
    * reading them whole).
    */
-  #roNames(dir: BranchHit): ReadonlySet<string> | undefined {
+  #roNames(dir: BranchHit): NameIndex | undefined {
     if (dir.names !== undefined || !Resolver.indexable(dir)) return dir.names
     try {
       dir.names = new Set(fs.readdirSync(dir.host))
@@ -233,7 +253,7 @@ export class Resolver {
         continue
       }
       const host = dir.branch.host(p)
-      const stats = lstatOrUndefined(host)
+      const stats = dir.prefetched?.take(name) ?? lstatOrUndefined(host)
       if (stats) {
         if (isCharDevWhiteout(stats)) break // overlayfs whiteout: deleted for this branch and below
         if (stats.isDirectory()) {

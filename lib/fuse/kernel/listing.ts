@@ -97,7 +97,7 @@ export class Listings {
       }
       used += writeDirent(out, used, ino, i + 1, type, name, nameLen)
     }
-    if (subdirs.length > 0 && this.readAhead?.enabled) this.readAhead.add(subdirs.map((p) => this.core.branchDirsOf(p)))
+    if (subdirs.length > 0 && this.readAhead?.enabled) this.readAhead.add(subdirs.map((p) => this.core.readAheadDirsOf(p)))
     return used
   }
 }
