@@ -60,7 +60,7 @@ static bool is_utf8(const unsigned char* s) {
 static bool keep_entry(dir_read_t* r, const char* name, const struct stat* st) {
   size_t len = strlen(name);
   if (!is_utf8((const unsigned char*)name)) return false;
-  if (r->names_len + len + 1 > r->names_cap) {
+  if (r->names_len + len + 2 > r->names_cap) {  // a '/' before it, a NUL after the last (sort_read)
     size_t cap = (r->names_cap ? r->names_cap * 2 : 1024) + len;
     char* n = realloc(r->names, cap);
     if (!n) return false;
@@ -84,6 +84,54 @@ static bool keep_entry(dir_read_t* r, const char* name, const struct stat* st) {
   return true;
 }
 
+static int by_name(const void* a, const void* b, void* names) {
+  return strcmp(((const char**)names)[*(const uint32_t*)a], ((const char**)names)[*(const uint32_t*)b]);
+}
+
+// Puts the kept entries in the order Node's readdir gives (libuv's scandir sorts by strcmp), so
+// a listing is the same whether it was read ahead or not. False when out of memory.
+static bool sort_read(dir_read_t* r) {
+  if (r->count < 2) return true;
+  const char** names = malloc(r->count * sizeof *names);
+  uint32_t* order = malloc(r->count * sizeof *order);
+  char* joined = malloc(r->names_len + 1);
+  double* stats = malloc((size_t)r->count * STAT_DOUBLES * sizeof(double));
+  bool ok = names && order && joined && stats;
+  if (ok) {
+    // Split the joined names in place, sort an index by name, then join again in that order.
+    char* at = r->names;
+    r->names[r->names_len] = '\0';
+    for (uint32_t i = 0; i < r->count; i++) {
+      names[i] = at;
+      order[i] = i;
+      char* slash = strchr(at, '/');
+      if (slash) { *slash = '\0'; at = slash + 1; }
+    }
+    qsort_r(order, r->count, sizeof *order, by_name, names);
+    size_t len = 0;
+    for (uint32_t k = 0; k < r->count; k++) {
+      uint32_t i = order[k];
+      size_t n = strlen(names[i]);
+      if (k > 0) joined[len++] = '/';
+      memcpy(joined + len, names[i], n);
+      len += n;
+      memcpy(stats + (size_t)k * STAT_DOUBLES, r->stats + (size_t)i * STAT_DOUBLES, STAT_DOUBLES * sizeof(double));
+    }
+    free(r->names);
+    free(r->stats);
+    r->names = joined;
+    r->names_len = len;
+    r->stats = stats;
+    joined = NULL;
+    stats = NULL;
+  }
+  free(names);
+  free(order);
+  free(joined);
+  free(stats);
+  return ok;
+}
+
 static void scan_dir(prefetch_t* p, const char* dir, dir_read_t* r) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return;
@@ -102,7 +150,7 @@ static void scan_dir(prefetch_t* p, const char* dir, dir_read_t* r) {
     n++;
   }
   closedir(d);
-  if (r) r->kept = keeping;
+  if (r) r->kept = keeping && sort_read(r);
 }
 
 static void execute(napi_env env, void* data) {

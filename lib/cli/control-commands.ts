@@ -127,7 +127,7 @@ export async function statusCommand(mnt: string | undefined, opts: { json?: bool
       if (bp) out(`  busy poll: ${bp.maxMicros ? `up to ${bp.maxMicros} µs (now ${bp.windowMicros} µs), ${bp.caught} requests caught, ${bp.loopReturns} returns to the event loop` : 'off'}\n`)
       if (s.protocol) {
         const ra = s.protocol.readAhead
-        out(`  read-ahead: ${ra ? `${ra.dirs} branch dirs, ${ra.entries} entries lstat'ed${ra.dropped ? `, ${ra.dropped} dropped` : ''}` : 'off'}\n`)
+        out(`  read-ahead: ${ra ? `${ra.dirs} branch dirs, ${ra.entries} entries lstat'ed${ra.kept ? `, ${ra.kept} dirs kept for their listing` : ''}${ra.dropped ? `, ${ra.dropped} dropped` : ''}` : 'off'}\n`)
       }
       out(`  cache: ${s.cache.resolutions} resolutions, ${s.cache.inodes} inode numbers; kernel timeouts: entry ${o.entryTimeout}s, attr ${o.attrTimeout}s, negative ${o.negativeTimeout}s${o.revalidate !== undefined ? `; --revalidate ${o.revalidate}s` : ''}${o.coherent ? '; coherent' : ''}\n`)
       const ops = Object.entries(s.operations).sort((a, b) => b[1] - a[1])

@@ -58,7 +58,7 @@ export interface StatusResult {
     /** Busy polling of /dev/fuse: the window now and its bound (µs), requests read while polling, returns to the event loop. */
     readonly busyPoll?: { readonly windowMicros: number; readonly maxMicros: number; readonly caught: number; readonly loopReturns: number }
     /** Metadata read-ahead: branch directories read ahead, entries lstat'ed, jobs dropped unrun; absent when off. */
-    readonly readAhead?: { readonly dirs: number; readonly entries: number; readonly dropped: number }
+    readonly readAhead?: { readonly dirs: number; readonly entries: number; readonly dropped: number; readonly kept: number }
   }
   readonly options: { readonly entryTimeout: number; readonly attrTimeout: number; readonly negativeTimeout: number; readonly revalidate?: number; readonly coherent: boolean }
 }

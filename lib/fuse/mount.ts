@@ -131,7 +131,7 @@ export interface ServedMount {
     readonly writebackCache: boolean
     readonly nodes: () => number; readonly busyPoll: () => PollStats | undefined
     /** Metadata read-ahead of listed subdirectories (branches/read-ahead.ts); undefined when off. */
-    readonly readAhead: () => { readonly dirs: number; readonly entries: number; readonly dropped: number } | undefined
+    readonly readAhead: () => { readonly dirs: number; readonly entries: number; readonly dropped: number; readonly kept: number } | undefined
   }
   /** Resolves when the mount point is no longer mounted (by unmount() or from outside). */
   readonly closed: Promise<void>

@@ -79,6 +79,64 @@ describe.skipIf(!addon?.prefetchDirs)('prefetchDirs (native)', () => {
   })
 })
 
+describe.skipIf(!addon?.prefetchDirs)('prefetchDirs (native) keeping what it read', () => {
+  it('hands back the names in readdir order and lstats of the directories asked, by index, or null', async () => {
+    fx = makeFixture({ a: { f1: 'one', f2: 'two!', sub: { g: 'g' } }, b: { h: 'h' }, e: {} })
+    const long = `${fx.root}/${'x'.repeat(5000)}`
+    const r = await addon!.prefetchDirs!([fx.dir('a'), long, fx.dir('b'), `${fx.root}/missing`, fx.dir('e')], 100, [true, true, false, true, true])
+    expect(typeof r).toBe('object')
+    const { statted, dirs } = r as Exclude<typeof r, number>
+    expect(statted).toBe(4)
+    expect(dirs.length).toBe(5)
+    expect([dirs[1], dirs[2], dirs[3]]).toEqual([null, null, null]) // too long, not asked, missing
+    const [joined, stats] = dirs[0]!
+    expect(joined.split('/')).toEqual(fs.readdirSync(fx.dir('a'))) // readdir order
+    joined.split('/').forEach((name, i) => {
+      const st = fs.lstatSync(`${fx!.dir('a')}/${name}`)
+      expect([...stats.subarray(i * 13, i * 13 + 10)]).toEqual([st.mode, st.nlink, st.uid, st.gid, st.rdev, st.size, st.blksize, st.blocks, st.ino, st.dev])
+      expect(stats[i * 13 + 11]).toBeCloseTo(st.mtimeMs, 3)
+    })
+    expect(dirs[4]).toEqual(['', new Float64Array(0)])
+  })
+  it('keeps nothing of a directory it could not read whole: more entries than it may lstat, a name that is not UTF-8', async () => {
+    fx = makeFixture({ a: { f1: '1', f2: '2', f3: '3' }, n: { ok: '' } })
+    fs.writeFileSync(Buffer.concat([Buffer.from(`${fx.dir('n')}/`), Buffer.from([0x66, 0xff, 0x66])]), 'bad name')
+    const r = await addon!.prefetchDirs!([fx.dir('a'), fx.dir('n')], 2, [true, true]) as Exclude<Awaited<ReturnType<PrefetchDirs>>, number>
+    expect(r.dirs).toEqual([null, null])
+    expect(r.statted).toBe(4)
+    expect(() => addon!.prefetchDirs!([fx!.dir('a')], 2, 'yes' as unknown as boolean[])).toThrow(/prefetchDirs/)
+  })
+})
+
+describe('read-ahead policy: keeping', () => {
+  it('hands what was read whole to the directory\'s adopt, asks to keep only those that can adopt, and counts them', async () => {
+    const asked: boolean[][] = []
+    const prefetch = ((dirs: string[], _max: number, keep?: boolean[]) => {
+      asked.push(keep ?? [])
+      return Promise.resolve({ statted: 2, dirs: [null, ['x/y', new Float64Array(26)], ['z', new Float64Array(13)]] })
+    }) as PrefetchDirs
+    const got: string[][] = []
+    const ra = new ReadAhead(true, prefetch)
+    ra.add([[{ host: '/u/d' }, { host: '/l/d', adopt: (d) => { got.push([...d.names]); return true } }, { host: '/m/d', adopt: () => false }]])
+    await new Promise((r) => setImmediate(r))
+    expect(asked).toEqual([[false, true, true]])
+    expect(got).toEqual([['x', 'y']])
+    expect(ra.stats).toMatchObject({ dirs: 3, entries: 2, kept: 1 })
+  })
+  it('asks nothing kept when no directory can adopt, or with LAYERFS_READ_AHEAD_KEEP=0', async () => {
+    const calls: unknown[][] = []
+    const prefetch = ((...args: unknown[]) => { calls.push(args); return Promise.resolve(1) }) as PrefetchDirs
+    new ReadAhead(true, prefetch).add([['/a']])
+    process.env.LAYERFS_READ_AHEAD_KEEP = '0'
+    try {
+      new ReadAhead(true, prefetch).add([[{ host: '/b', adopt: () => true }]])
+    } finally {
+      delete process.env.LAYERFS_READ_AHEAD_KEEP
+    }
+    expect(calls).toEqual([[['/a'], ENTRIES_PER_DIR], [['/b'], ENTRIES_PER_DIR]])
+  })
+})
+
 describe.skipIf(!addon?.prefetchDirs)('the native session reads a listing\'s subdirectories ahead', () => {
   it('hands every branch directory of each listed subdirectory to the worker', async () => {
     fx = makeFixture({ U: { d: { s1: { x: 'x' } } }, L: { d: { s1: { y: 'y' }, s2: { z: 'z' }, f: 'f' } } })
