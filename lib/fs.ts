@@ -33,17 +33,23 @@ export abstract class TypedByMode {
   isSocket(): boolean { return (this.mode & S_IFMT) === 0o140000 }
 }
 
-/** An lstat read by the addon: plain numbers (Node's fs.Stats also builds four Dates per call). */
-class NativeStats extends TypedByMode implements FileStats {
+/** The numbers of one stat in a Float64Array, as the addon writes them (native/layerfs.h). */
+export const STAT_DOUBLES = 13
+
+/**
+ * An lstat read by the addon: plain numbers (Node's fs.Stats also builds four Dates per call),
+ * the STAT_DOUBLES at `at` in `o`.
+ */
+export class NativeStats extends TypedByMode implements FileStats {
   readonly mode: number; readonly nlink: number; readonly uid: number; readonly gid: number
   readonly rdev: number; readonly size: number; readonly blksize: number; readonly blocks: number
   readonly ino: number; readonly dev: number; readonly atimeMs: number; readonly mtimeMs: number; readonly ctimeMs: number
 
-  constructor(o: Float64Array) {
+  constructor(o: Float64Array, at = 0) {
     super()
-    this.mode = o[0]!; this.nlink = o[1]!; this.uid = o[2]!; this.gid = o[3]!; this.rdev = o[4]!; this.size = o[5]!
-    this.blksize = o[6]!; this.blocks = o[7]!; this.ino = o[8]!; this.dev = o[9]!
-    this.atimeMs = o[10]!; this.mtimeMs = o[11]!; this.ctimeMs = o[12]!
+    this.mode = o[at]!; this.nlink = o[at + 1]!; this.uid = o[at + 2]!; this.gid = o[at + 3]!; this.rdev = o[at + 4]!
+    this.size = o[at + 5]!; this.blksize = o[at + 6]!; this.blocks = o[at + 7]!; this.ino = o[at + 8]!; this.dev = o[at + 9]!
+    this.atimeMs = o[at + 10]!; this.mtimeMs = o[at + 11]!; this.ctimeMs = o[at + 12]!
   }
 }
 
@@ -51,7 +57,7 @@ const addon = nativeAddon()
 const nativeLstat = addon instanceof Error || process.env.LAYERFS_NODE_LSTAT === '1'
   ? undefined
   : (addon as { lstat(host: string, out: Float64Array): number }).lstat
-const statOut = new Float64Array(13)
+const statOut = new Float64Array(STAT_DOUBLES)
 
 /** lstat by the addon (undefined for ENOENT, ENOTDIR); exported for the tests that compare it with Node's. */
 export function nativeLstatOrUndefined(host: string): FileStats | undefined {

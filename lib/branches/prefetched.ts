@@ -9,27 +9,11 @@
 // resolution of the same entry (after an invalidation) looks again. An index over the names
 // serves as the directory's name index. Memory is bounded by PrefetchBudget: the oldest kept
 // directories give back their lstats (not their names) beyond BUDGET_ENTRIES.
-import { TypedByMode, type FileStats } from '../fs.js'
+import { NativeStats, STAT_DOUBLES, type FileStats } from '../fs.js'
 
-/** Doubles per entry (native/prefetch.c; the order of lib/fs.ts NativeStats). */
-const STAT_DOUBLES = 13
 const S_IFCHR = 0o020000
 /** lstats kept at once over all directories (13 doubles each: ~7 MiB). */
 export const BUDGET_ENTRIES = 65_536
-
-/** An lstat the read-ahead read: numbers out of its array. */
-class PrefetchedStats extends TypedByMode implements FileStats {
-  readonly mode: number; readonly nlink: number; readonly uid: number; readonly gid: number
-  readonly rdev: number; readonly size: number; readonly blksize: number; readonly blocks: number
-  readonly ino: number; readonly dev: number; readonly atimeMs: number; readonly mtimeMs: number; readonly ctimeMs: number
-
-  constructor(o: Float64Array, at: number) {
-    super()
-    this.mode = o[at]!; this.nlink = o[at + 1]!; this.uid = o[at + 2]!; this.gid = o[at + 3]!; this.rdev = o[at + 4]!
-    this.size = o[at + 5]!; this.blksize = o[at + 6]!; this.blocks = o[at + 7]!; this.ino = o[at + 8]!; this.dev = o[at + 9]!
-    this.atimeMs = o[at + 10]!; this.mtimeMs = o[at + 11]!; this.ctimeMs = o[at + 12]!
-  }
-}
 
 export class PrefetchedDir {
   /** The entries in readdir order (without '.' and '..'). */
@@ -75,7 +59,7 @@ export class PrefetchedDir {
     const i = this.#index.get(name)
     const s = this.#stats
     if (i === undefined || !s || s[i * STAT_DOUBLES]! < 0) return undefined
-    const stats = new PrefetchedStats(s, i * STAT_DOUBLES)
+    const stats = new NativeStats(s, i * STAT_DOUBLES)
     s[i * STAT_DOUBLES] = -1
     return stats
   }

@@ -50,15 +50,15 @@ function slim(res: Resolution): Resolution {
   return { ...res, hits }
 }
 
-/**
- * One branch's entry for a union path. Its host path is derived (the branch root and the union
- * path), not kept: a cached resolution holds no host string of its own (~110 bytes an entry).
- */
 /** The names of a branch directory, for membership tests. */
 export interface NameIndex {
   has(name: string): boolean
 }
 
+/**
+ * One branch's entry for a union path. Its host path is derived (the branch root and the union
+ * path), not kept: a cached resolution holds no host string of its own (~110 bytes an entry).
+ */
 export class BranchHit {
   /**
    * The entry names of this branch directory, once read (the Resolver's index of a read-only
