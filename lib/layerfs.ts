@@ -225,14 +225,14 @@ export class LayerFs {
 
   /**
    * The branch directories that make up the merged directory `p`, top first ([] when `p` is not
-   * a directory), for the read-ahead: what it reads of a read-only one nothing has read yet is
-   * kept for the listing that follows (Resolver.adoptPrefetched). From the cache when `p` was
+   * a directory), for the read-ahead: what it reads of a read-only one no listing has read yet
+   * is kept for the listing that follows (Resolver.adoptPrefetched). From the cache when `p` was
    * just resolved (a listing's entries are).
    */
   readAheadDirsOf(p: UnionPath): ReadAheadDir[] {
     const res = this.resolver.resolve(p)
     if (!res || !isDirResolution(res)) return []
-    return res.hits.map((h) => Resolver.indexable(h) && h.names === undefined
+    return res.hits.map((h) => Resolver.wouldAdopt(h)
       ? { host: h.host, adopt: (read: PrefetchedDir) => this.resolver.adoptPrefetched(h, read) }
       : { host: h.host })
   }

@@ -23,6 +23,7 @@ export function listMerged(dir: Resolution, onNames?: (hit: BranchHit, names: Na
     if (read) {
       names = read.names
       isCharDev = (i) => read.isCharDevAt(i)
+      hit.listed = true
     } else {
       const entries = fs.readdirSync(hit.host, { withFileTypes: true })
       names = entries.map((e) => e.name)

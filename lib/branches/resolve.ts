@@ -67,6 +67,8 @@ export class BranchHit {
   names: NameIndex | undefined = undefined
   /** What the read-ahead read of this (read-only) directory: its names and lstats (prefetched.ts). */
   prefetched: PrefetchedDir | undefined = undefined
+  /** A merged listing has read this directory (its entries have been resolved since). */
+  listed = false
 
   constructor(
     readonly branch: Branch,
@@ -201,16 +203,23 @@ export class Resolver {
 
   /** Keeps the names of a read-only branch directory read by a merged listing. */
   seedNames(dir: BranchHit, names: NameIndex): void {
+    dir.listed = true
     if (Resolver.indexable(dir)) dir.names = names
   }
 
+  /** Whether the read-ahead's read of `dir` would be kept (adoptPrefetched). */
+  static wouldAdopt(dir: BranchHit): boolean {
+    return Resolver.indexable(dir) && !dir.listed && dir.prefetched === undefined
+  }
+
   /**
-   * Keeps what the read-ahead read of a read-only branch directory nothing has read yet: its
-   * names become the name index, and the resolutions of its entries take their lstats from it.
-   * False when the directory does not qualify (rw branch, too large, already read).
+   * Keeps what the read-ahead read of a read-only branch directory no listing has read yet (a
+   * lookup may have: its names are the same): the names become the name index, and the
+   * resolutions of its entries take their lstats from it. False when the directory does not
+   * qualify (rw branch, too large, listed already, or kept already).
    */
   adoptPrefetched(dir: BranchHit, read: PrefetchedDir): boolean {
-    if (!Resolver.indexable(dir) || dir.names !== undefined) return false
+    if (!Resolver.wouldAdopt(dir)) return false
     dir.names = read
     dir.prefetched = read
     return true

@@ -90,7 +90,19 @@ describe('the resolver and the listing take what was read ahead', () => {
     expect(r.resolve('/d/f')!.hits[0]!.stats.size).toBe(99)
     r.cache.invalidate('/d/f')
     expect(r.resolve('/d/f')!.hits[0]!.stats.size).toBe(4) // looked up again
-    expect(r.adoptPrefetched(low!, new PrefetchedDir('f', statsOf([{ mode: FILE }])))).toBe(false) // already indexed
+    expect(r.adoptPrefetched(low!, new PrefetchedDir('f', statsOf([{ mode: FILE }])))).toBe(false) // kept already
+  })
+  it('keeps the read of a directory a lookup has indexed, not of one a listing has read', () => {
+    const r = stackOf([{}, { d: { f: 'four', g: 'x' } }, { e: { h: 'h' } }])
+    const d = r.resolve('/d')!.hits[0]!
+    r.resolve('/d/g') // a lookup: the directory's names are read (the name index)
+    expect(d.names).toBeDefined()
+    expect(r.adoptPrefetched(d, new PrefetchedDir('f/g', statsOf([{ mode: FILE, size: 77 }, { mode: FILE }])))).toBe(true)
+    expect(r.resolve('/d/f')!.hits[0]!.stats.size).toBe(77)
+    const e = r.resolve('/e')!
+    listMerged(e, (hit, names) => r.seedNames(hit, names))
+    expect(e.hits[0]!.listed).toBe(true)
+    expect(r.adoptPrefetched(e.hits[0]!, new PrefetchedDir('h', statsOf([{ mode: FILE }])))).toBe(false)
   })
   it('a name the adopted index lacks is a miss without a system call; a whiteout in it hides the branches below', () => {
     const r = stackOf([{}, { d: { '.wh.g': '' } }, { d: { f: 'x', g: 'y' } }])
