@@ -56,14 +56,10 @@ export class ReadAhead {
    * Queues the merged directories `dirs` (each as its branch directories), in the order they
    * were listed: the first is read ahead first. Never throws, never waits.
    */
-  add(dirs: readonly (readonly (ReadAheadDir | string)[])[]): void {
+  add(dirs: readonly (readonly ReadAheadDir[])[]): void {
     if (!this.#prefetch) return
     for (let i = dirs.length - 1; i >= 0; i--) {
-      const fresh: ReadAheadDir[] = []
-      for (const d of dirs[i]!) {
-        const dir = typeof d === 'string' ? { host: d } : d
-        if (!this.#seen.has(dir.host)) fresh.push(dir)
-      }
+      const fresh = dirs[i]!.filter((d) => !this.#seen.has(d.host))
       if (fresh.length === 0) continue
       if (this.#seen.size + fresh.length > SEEN_MAX) this.#seen.clear()
       for (const d of fresh) this.#seen.add(d.host)

@@ -23,7 +23,7 @@ export function listMerged(dir: Resolution, onNames?: (hit: BranchHit, names: Na
     if (read) {
       names = read.names
       isCharDev = (i) => read.isCharDevAt(i)
-      hit.listed = true
+      onNames?.(hit, read) // it already is the name index: this records the listing
     } else {
       const entries = fs.readdirSync(hit.host, { withFileTypes: true })
       names = entries.map((e) => e.name)

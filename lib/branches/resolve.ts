@@ -201,7 +201,7 @@ export class Resolver {
     return !dir.branch.writable && dir.stats.size <= DIR_INDEX_MAX_BYTES
   }
 
-  /** Keeps the names of a read-only branch directory read by a merged listing. */
+  /** Keeps the names of a read-only branch directory read by a merged listing (and that it was listed). */
   seedNames(dir: BranchHit, names: NameIndex): void {
     dir.listed = true
     if (Resolver.indexable(dir)) dir.names = names

@@ -3,7 +3,7 @@
 // directories, and the native session handing a listing's subdirectories to it.
 import * as fs from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
-import { ENTRIES_PER_DIR, MAX_IN_FLIGHT, MAX_WAITING, ReadAhead, type PrefetchDirs } from '../../lib/branches/read-ahead.js'
+import { ENTRIES_PER_DIR, MAX_IN_FLIGHT, MAX_WAITING, ReadAhead, type PrefetchDirs, type ReadAheadDir } from '../../lib/branches/read-ahead.js'
 import { tryNativeFuse } from '../../lib/fuse/kernel/addon.js'
 import { Activity } from '../../lib/fuse/activity.js'
 import { ScratchKernel, u32s, io, release } from '../../lib/fuse/kernel/scratch-kernel.js'
@@ -18,6 +18,9 @@ afterEach(() => {
   fx?.cleanup()
   fx = undefined
 })
+
+/** Branch directories to read ahead, by host path. */
+const dirs = (lists: string[][]): ReadAheadDir[][] => lists.map((l) => l.map((host) => ({ host })))
 
 /** A fake worker: records each job and finishes it when told. */
 function fakeWorker(): { prefetch: PrefetchDirs; jobs: string[][]; finish: (i: number) => Promise<void> } {
@@ -35,14 +38,14 @@ describe('read-ahead policy', () => {
   it('reads the first listed subdirectory first, a few at once, each branch dir once', async () => {
     const w = fakeWorker()
     const ra = new ReadAhead(true, w.prefetch)
-    ra.add([['/b/x', '/l/x'], ['/b/y'], ['/b/z'], ['/b/w'], ['/b/v']])
+    ra.add(dirs([['/b/x', '/l/x'], ['/b/y'], ['/b/z'], ['/b/w'], ['/b/v']]))
     expect(w.jobs).toEqual([['/b/x', '/l/x'], ['/b/y'], ['/b/z']].slice(0, MAX_IN_FLIGHT))
     // A listing of x (depth first): its subdirectories go before y's siblings still waiting.
-    ra.add([['/b/x/1'], ['/b/x/2']])
+    ra.add(dirs([['/b/x/1'], ['/b/x/2']]))
     await w.finish(0)
     expect(w.jobs[MAX_IN_FLIGHT]).toEqual(['/b/x/1'])
     // Already read ahead: not again, in whole or in part.
-    ra.add([['/b/y'], ['/b/x', '/m/x']])
+    ra.add(dirs([['/b/y'], ['/b/x', '/m/x']]))
     for (let i = 1; i < w.jobs.length; i++) await w.finish(i) // finishing one starts the next
     const all = w.jobs.flat()
     expect(new Set(all).size).toBe(all.length)
@@ -55,12 +58,12 @@ describe('read-ahead policy', () => {
   it('drops the oldest waiting jobs beyond its bound, and does nothing when off', () => {
     const w = fakeWorker()
     const ra = new ReadAhead(true, w.prefetch)
-    ra.add(Array.from({ length: MAX_WAITING + MAX_IN_FLIGHT + 10 }, (_, i) => [`/d${i}`]))
+    ra.add(dirs(Array.from({ length: MAX_WAITING + MAX_IN_FLIGHT + 10 }, (_, i) => [`/d${i}`])))
     expect(ra.pending).toBe(MAX_WAITING) // the least urgent (the last listed) dropped
     expect(ra.stats.dropped).toBe(MAX_IN_FLIGHT + 10)
     expect(w.jobs.map((j) => j[0])).toEqual(['/d0', '/d1', '/d2'].slice(0, MAX_IN_FLIGHT)) // the first listed still first
     const off = new ReadAhead(false, w.prefetch)
-    off.add([['/e']])
+    off.add(dirs([['/e']]))
     expect(off.enabled).toBe(false)
     expect(off.pending).toBe(0)
   })
@@ -126,7 +129,7 @@ describe('read-ahead policy: keeping', () => {
   it('asks nothing kept when no directory can adopt, or with LAYERFS_READ_AHEAD_KEEP=0', async () => {
     const calls: unknown[][] = []
     const prefetch = ((...args: unknown[]) => { calls.push(args); return Promise.resolve(1) }) as PrefetchDirs
-    new ReadAhead(true, prefetch).add([['/a']])
+    new ReadAhead(true, prefetch).add(dirs([['/a']]))
     process.env.LAYERFS_READ_AHEAD_KEEP = '0'
     try {
       new ReadAhead(true, prefetch).add([[{ host: '/b', adopt: () => true }]])
