@@ -1,48 +1,57 @@
-// The 4 KiB copy-up apart from the full bench: 400 lower files of 4 KiB in 40 dirs, one
-// open(O_WRONLY) + pwrite each, timed in one python3 loop (a process per file, as the probe
-// would be, adds its own start-up noise to every sample), through layerfs (native),
-// fuse-overlayfs and kernel overlayfs, ROUNDS rounds interleaved (default 3). Each mount gets
+// Copy-ups apart from the full bench: lower files of SIZE KiB (default 4: 400 files in 40 dirs;
+// larger sizes: as many as make 160 MiB, at least 8), one open(O_WRONLY) + pwrite of 4 KiB each,
+// timed in one python3 loop (a process per file, as the probe would be, adds its own start-up
+// noise to every sample), through layerfs (native), fuse-overlayfs and kernel overlayfs (or the
+// comma-separated SYSTEMS; with LAYERFS_BENCH_VARIANT=KEY=VAL also 'layerfs-variant', an A/B),
+// ROUNDS rounds interleaved (default 3). Each mount gets
 // fresh dirs. They stay under the cache until the next run, which deletes them and then waits
 // 65 s: on ext4 without a journal, creates right after many deletions are slower for everyone
 // (docs/benchmarks.md, "Deletions wait for the end of the run"). Root, under the FUSE lock:
-//   flock /tmp/layerfs-fuse.lock node bench/copyup-small.mjs [ROUNDS]
+//   flock /tmp/layerfs-fuse.lock node bench/copyup-small.mjs [ROUNDS] [SIZE_KIB] [SYSTEMS]
 import { randomBytes } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { SYSTEMS, isMounted, run } from './systems.mjs'
 
 const CACHE = process.env.LAYERFS_BENCH_CACHE ?? '/var/tmp/layerfs-bench'
-const ROOT = path.join(CACHE, 'copyup-small')
 const ROUNDS = Number(process.argv[2] ?? 3)
-const NAMES = ['layerfs', 'fuse-overlayfs', 'overlayfs'].filter((n) => SYSTEMS[n].available())
+const KIB = Number(process.argv[3] ?? 4)
+const ROOT = path.join(CACHE, KIB === 4 ? 'copyup-small' : `copyup-${KIB}k`)
+const asked = process.argv[4]?.split(',') ?? ['layerfs', ...(SYSTEMS['layerfs-variant'] ? ['layerfs-variant'] : []), 'fuse-overlayfs', 'overlayfs']
+for (const n of asked) if (!SYSTEMS[n]) throw new Error(`unknown system '${n}' (${Object.keys(SYSTEMS).join(', ')})`)
+const NAMES = asked.filter((n) => SYSTEMS[n].available())
 
+const COUNT = KIB === 4 ? 400 : Math.max(8, Math.floor(160 * 1024 / KIB))
+const DIRS = Math.ceil(COUNT / 10)
 const files = []
-for (let d = 0; d < 40; d++) for (let i = 0; i < 10; i++) files.push(`/a/b${d % 5}/c${d}/f${i}.bin`)
+for (let d = 0; d < DIRS; d++) for (let i = 0; i < 10 && files.length < COUNT; i++) files.push(`/a/b${d % 5}/c${d}/f${i}.bin`)
 const layers = { top: `${ROOT}/top`, middle: `${ROOT}/middle`, base: `${ROOT}/base`, middleOvl: `${ROOT}/middle`, middleUnionfs: `${ROOT}/middle` }
 if (!fs.existsSync(`${ROOT}/ready`)) {
   for (const d of [layers.top, layers.middle]) fs.mkdirSync(d, { recursive: true })
   for (const f of files) {
     fs.mkdirSync(path.dirname(layers.base + f), { recursive: true })
-    fs.writeFileSync(layers.base + f, randomBytes(4096))
+    fs.writeFileSync(layers.base + f, randomBytes(KIB * 1024))
   }
   fs.writeFileSync(`${ROOT}/ready`, '')
 }
 
-// Times open(O_WRONLY) + pwrite(4 KiB at 0) per file; checks the data; one JSON list of ms out.
+// Times open(O_WRONLY) + pwrite(4 KiB at 0) per file (argv: the lower root, the mount, then the
+// files); checks the data (4 KiB written, the rest the lower file's); one JSON list of ms out.
 const LOOP = `
 import json, os, sys, time
 buf = b'W' * 4096
+lower, mnt, files = sys.argv[1], sys.argv[2], sys.argv[3:]
 ms = []
-for f in sys.argv[1:]:
+for f in [mnt + f for f in files]:
     t0 = time.perf_counter_ns()
     fd = os.open(f, os.O_WRONLY)
     os.pwrite(fd, buf, 0)
     t1 = time.perf_counter_ns()
     os.close(fd)
     ms.append((t1 - t0) / 1e6)
-for f in sys.argv[1:]:
-    with open(f, 'rb') as r:
-        if r.read() != buf: sys.exit('wrong data in ' + f)
+for f in files:
+    with open(mnt + f, 'rb') as r, open(lower + f, 'rb') as l:
+        if r.read() != buf + l.read()[4096:]: sys.exit('wrong data in ' + f)
 print(json.dumps(ms))
 `
 
@@ -64,7 +73,7 @@ try {
       try {
         for (const f of files) fs.readFileSync(layers.base + f) // lower data in the page cache, as in a warm image
         await run('find', [ctx.mnt])
-        const out = await run('python3', ['-c', LOOP, ...files.map((f) => ctx.mnt + f)])
+        const out = await run('python3', ['-c', LOOP, layers.base, ctx.mnt, ...files])
         if (out.code !== 0) throw new Error(`${name}: ${out.stderr}`)
         const ms = JSON.parse(out.stdout)
         for (const f of files) {
