@@ -1,5 +1,6 @@
 // Copy-ups apart from the full bench: lower files of SIZE KiB (default 4: 400 files in 40 dirs;
-// larger sizes: as many as make 160 MiB, at least 8), one open(O_WRONLY) + pwrite of 4 KiB each,
+// larger sizes: as many as make 32 MiB, at least 8, so that the copies' dirty pages do not meet
+// the kernel's writeback throttling), one open(O_WRONLY) + pwrite of 4 KiB each,
 // timed in one python3 loop (a process per file, as the probe would be, adds its own start-up
 // noise to every sample), through layerfs (native), fuse-overlayfs and kernel overlayfs (or the
 // comma-separated SYSTEMS; with LAYERFS_BENCH_VARIANT=KEY=VAL also 'layerfs-variant', an A/B),
@@ -21,7 +22,7 @@ const asked = process.argv[4]?.split(',') ?? ['layerfs', ...(SYSTEMS['layerfs-va
 for (const n of asked) if (!SYSTEMS[n]) throw new Error(`unknown system '${n}' (${Object.keys(SYSTEMS).join(', ')})`)
 const NAMES = asked.filter((n) => SYSTEMS[n].available())
 
-const COUNT = KIB === 4 ? 400 : Math.max(8, Math.floor(160 * 1024 / KIB))
+const COUNT = KIB === 4 ? 400 : Math.max(8, Math.floor(32 * 1024 / KIB))
 const DIRS = Math.ceil(COUNT / 10)
 const files = []
 for (let d = 0; d < DIRS; d++) for (let i = 0; i < 10 && files.length < COUNT; i++) files.push(`/a/b${d % 5}/c${d}/f${i}.bin`)
@@ -73,6 +74,7 @@ try {
       try {
         for (const f of files) fs.readFileSync(layers.base + f) // lower data in the page cache, as in a warm image
         await run('find', [ctx.mnt])
+        await run('sync', []) // the previous mount's copies written back: none of their writeback in this one's time
         const out = await run('python3', ['-c', LOOP, layers.base, ctx.mnt, ...files])
         if (out.code !== 0) throw new Error(`${name}: ${out.stderr}`)
         const ms = JSON.parse(out.stdout)
