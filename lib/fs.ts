@@ -110,6 +110,13 @@ export function mutate<T>(what: string, host: string, fn: () => T): T {
 export const SYNC_COPY_MAX_BYTES = 256 * 1024
 
 /**
+ * Files up to this size are also copied on the JS thread when no other request is waiting and
+ * their data is in the page cache (all but 1/16 of its pages at most): memory time only, ~1 ms
+ * per 4 MiB on the bench machine, and no worker round trip (docs/benchmarks.md §14).
+ */
+export const IDLE_COPY_MAX_BYTES = 8 * 1024 * 1024
+
+/**
  * Copies a regular file's data: reflink when the file system can, else copy_file_range; off the
  * JS thread unless the file is small (`size`, when known, decides).
  */
@@ -122,7 +129,7 @@ export function copyFileData(src: string, dst: string, size = Infinity): Promise
   return fs.promises.copyFile(src, dst, mode)
 }
 
-/** A regular file copied up by the addon in one call (copyUpFileInOneCall). */
+/** A regular file copied up by the addon in one call (copyUpFileNow, copyUpFileOffThread). */
 export interface CopiedFile {
   /** The copy in place, after the rename (undefined: fstat failed; lstat it). */
   readonly stats: FileStats | undefined
@@ -135,41 +142,47 @@ export interface CopiedFile {
 
 type CopyUpFileArgs = [src: string, tmp: string, dst: string, parent: string, uid: number, gid: number, truncate: boolean, out: Float64Array]
 interface CopyUpAddon {
-  copyUpFile: (...args: [...CopyUpFileArgs, keep?: boolean]) => number
+  copyUpFile: (...args: [...CopyUpFileArgs, keep?: boolean, cachedOnly?: boolean]) => number
   copyUpFileAsync: (...args: CopyUpFileArgs) => Promise<number>
 }
 const copyAddon = addon instanceof Error || process.env.LAYERFS_JS_COPYUP === '1' || typeof (addon as Partial<CopyUpAddon>).copyUpFile !== 'function'
   ? undefined
   : (addon as CopyUpAddon)
 
-/** Whether copyUpFileInOneCall can be used (the addon is built; LAYERFS_JS_COPYUP=1: never). */
+/** Whether copyUpFileNow and copyUpFileOffThread can be used (the addon is built; LAYERFS_JS_COPYUP=1: never). */
 export const canCopyUpInOneCall = copyAddon !== undefined
 
 /**
- * Copies the regular file `src` up in one addon call (native/copy_up.c): builds it at `tmp` with
- * the source's data (none when `truncate`), owner, mode, xattrs and times, renames it to `dst`,
+ * Copies the regular file `src` up in one addon call (native/copy_up.c) on a worker thread:
+ * builds it at `tmp` with the source's data, owner, mode, xattrs and times, renames it to `dst`,
  * and gives `parent` (a host dir; '' for none) back its times. `owner`: what a new entry in the
- * work area gets (chown only when the source differs). Off the JS thread when `size` is large.
- * Throws errno-shaped errors; on failure nothing is left at `tmp` or `dst`.
+ * work area gets (chown only when the source differs). copyUpFileNow does the same on the JS
+ * thread. Throws errno-shaped errors; on failure nothing is left at `tmp` or `dst`.
  */
-export async function copyUpFileInOneCall(src: string, tmp: string, dst: string, parent: string,
-  owner: { uid: number; gid: number } | undefined, truncate: boolean, size: number): Promise<CopiedFile> {
-  if (truncate || size <= SYNC_COPY_MAX_BYTES) return copyUpFileNow(src, tmp, dst, parent, owner, truncate, false)
+export async function copyUpFileOffThread(src: string, tmp: string, dst: string, parent: string,
+  owner: { uid: number; gid: number } | undefined): Promise<CopiedFile> {
   const out = new Float64Array(16)
-  const r = await copyAddon!.copyUpFileAsync(src, tmp, dst, parent, owner?.uid ?? -1, owner?.gid ?? -1, truncate, out)
+  const r = await copyAddon!.copyUpFileAsync(src, tmp, dst, parent, owner?.uid ?? -1, owner?.gid ?? -1, false, out)
   if (r !== 0) throw addonError(r, 'copyup', `'${src}' -> '${dst}'`, src)
   return copiedFrom(out, -1)
 }
 
 /**
- * copyUpFileInOneCall on the JS thread, whatever the size (callers keep it for small files).
- * With `keepOpen`, `fd` is the copy's descriptor, open read-write and the caller's to close;
- * else -1.
+ * copyUpFileOffThread on the JS thread, whatever the size (callers keep it for small files, or
+ * for cached ones when no request waits). With `keepOpen`, `fd` is the copy's descriptor, open
+ * read-write and the caller's to close; else -1. With `cachedOnly`, undefined (and nothing done)
+ * when the source's data is not in the page cache (all but 1/16 of its pages at most): a copy
+ * that would read the disk does not belong on the JS thread. `truncate`: no data to copy.
  */
 export function copyUpFileNow(src: string, tmp: string, dst: string, parent: string,
-  owner: { uid: number; gid: number } | undefined, truncate: boolean, keepOpen: boolean): CopiedFile & { readonly fd: number } {
+  owner: { uid: number; gid: number } | undefined, truncate: boolean, keepOpen: boolean): CopiedFile & { readonly fd: number }
+export function copyUpFileNow(src: string, tmp: string, dst: string, parent: string,
+  owner: { uid: number; gid: number } | undefined, truncate: boolean, keepOpen: boolean, cachedOnly: boolean): (CopiedFile & { readonly fd: number }) | undefined
+export function copyUpFileNow(src: string, tmp: string, dst: string, parent: string,
+  owner: { uid: number; gid: number } | undefined, truncate: boolean, keepOpen: boolean, cachedOnly = false): (CopiedFile & { readonly fd: number }) | undefined {
   const out = new Float64Array(16)
-  const r = copyAddon!.copyUpFile(src, tmp, dst, parent, owner?.uid ?? -1, owner?.gid ?? -1, truncate, out, keepOpen)
+  const r = copyAddon!.copyUpFile(src, tmp, dst, parent, owner?.uid ?? -1, owner?.gid ?? -1, truncate, out, keepOpen, cachedOnly)
+  if (cachedOnly && r === -osConstants.errno.EAGAIN) return undefined
   if (r < 0) throw addonError(r, 'copyup', `'${src}' -> '${dst}'`, src)
   return copiedFrom(out, keepOpen ? r : -1)
 }

@@ -8,7 +8,7 @@ import type { PrefetchedDir } from './branches/prefetched.js'
 import type { ReadAheadDir } from './branches/read-ahead.js'
 import { BranchHit, isDirResolution, Resolver, type NameIndex, type Resolution } from './branches/resolve.js'
 import { BranchStack, type BranchSpec } from './branches/stack.js'
-import { copyUp, copyUpDirChain, copyUpNow, identityOf, type CopyUpContext, type CopyUpOptions } from './copyup/copyup.js'
+import { copyUp, copyUpDirChain, copyUpNow, identityOf, type CopyUpContext, type CopyUpCounts, type CopyUpOptions } from './copyup/copyup.js'
 import { LinkGroups } from './copyup/link-groups.js'
 import { PathLocks } from './copyup/locks.js'
 import { WorkArea } from './copyup/work-area.js'
@@ -113,6 +113,9 @@ export class LayerFs {
   readonly #uid = process.getuid?.() ?? 0
   readonly #gid = process.getgid?.() ?? 0
   readonly #umask: number
+  #idle: (() => boolean) | undefined
+  /** Copy-ups done since the union was made (layerfs status). */
+  readonly copyUps: CopyUpCounts = { files: 0, filesOffThread: 0, dirs: 0, others: 0 }
 
   constructor(branches: readonly BranchSpec[], opts: LayerFsOptions = {}) {
     this.stack = new BranchStack(branches)
@@ -143,6 +146,15 @@ export class LayerFs {
     return n
   }
 
+  /**
+   * Tells the union how to learn that no other request waits for this thread (the FUSE
+   * transport polls its queue); undefined: never assume so. Copy-up then does larger copies at
+   * once when their data is cached (CopyUpContext.idle).
+   */
+  setIdleCheck(check: (() => boolean) | undefined): void {
+    this.#idle = check
+  }
+
   /** Binds upper, work area and copy-up context to the stack's current top (constructor, restack). */
   #bindUpper(): void {
     const upper = this.stack.upper()
@@ -150,7 +162,7 @@ export class LayerFs {
     this.#upper = upper
     this.#work = upper ? new WorkArea(upper.root) : undefined
     this.#copyCtx = upper && this.#work
-      ? { resolver: this.resolver, upper, work: this.#work, inodes: this.inodes, copyLocks: this.#copyLocks, linkGroups: new LinkGroups() }
+      ? { resolver: this.resolver, upper, work: this.#work, inodes: this.inodes, copyLocks: this.#copyLocks, linkGroups: new LinkGroups(), idle: () => this.#idle?.() === true, counts: this.copyUps }
       : undefined
     this.#work?.prepare()
   }

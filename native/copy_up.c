@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 #include "layerfs.h"
@@ -31,6 +32,7 @@ typedef struct {
   uint32_t uid, gid;  // owner a new entry in the work area gets (chown only when the source differs)
   int truncate;       // the caller truncates at once: no data to copy
   int keep;           // leave the copy open (read-write) and hand its descriptor back in `fd`
+  int cached_only;    // do nothing (EAGAIN) unless the source's data is in the page cache (mostly_cached)
   int fd;             // the kept descriptor, else -1
   // Results.
   int err;            // 0 or errno of the failed step (then nothing is left at tmp or dst)
@@ -126,6 +128,27 @@ static int copy_xattrs(copy_job_t* j, int in, int out) {
   return err;
 }
 
+// cachestat(2) (Linux 6.5; not in every libc's headers yet).
+#ifndef SYS_cachestat
+#define SYS_cachestat 451
+#endif
+struct layerfs_cachestat_range { uint64_t off, len; };
+struct layerfs_cachestat { uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted; };
+
+// Whether `fd`'s `size` bytes are in the page cache, all but at most 1/16 of their pages, so
+// that copying them reads little or no disk (a copy on the JS thread then takes memory time:
+// ~1 ms per 4 MiB here). The slack: a file read a minute ago has lost a few pages to proactive
+// reclaim on the bench machine (DAMON pageout). An older kernel without cachestat answers no.
+static int mostly_cached(int fd, off_t size) {
+  if (size <= 0) return 1;
+  struct layerfs_cachestat_range range = { 0, (uint64_t)size };
+  struct layerfs_cachestat cs;
+  if (syscall(SYS_cachestat, fd, &range, &cs, 0) != 0) return 0;
+  uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  uint64_t pages = ((uint64_t)size + page - 1) / page;
+  return cs.nr_cache * 16 >= pages * 15;
+}
+
 static void copy_up(copy_job_t* j) {
   struct stat st, parent;
   int have_parent = j->parent[0] && stat(j->parent, &parent) == 0;
@@ -134,6 +157,7 @@ static void copy_up(copy_job_t* j) {
   int out = -1, err = 0;
   if (fstat(in, &st) != 0) { err = errno; goto fail; }
   if (!S_ISREG(st.st_mode)) { err = EINVAL; goto fail; }
+  if (j->cached_only && !j->truncate && !mostly_cached(in, st.st_size)) { err = EAGAIN; goto fail; }
   out = open(j->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (out < 0) { err = errno; goto fail; }
   if (!j->truncate && st.st_size > 0 && (err = copy_data(in, out, st.st_dev, st.st_size))) goto fail;
@@ -170,10 +194,10 @@ fail:
 
 // ---- JS side ------------------------------------------------------------------------------
 
-// Arguments: (src, tmp, dst, parent, uid, gid, truncate, out: Float64Array(16)[, keep]).
+// Arguments: (src, tmp, dst, parent, uid, gid, truncate, out: Float64Array(16)[, keep[, cachedOnly]]).
 static int read_job(napi_env env, napi_callback_info info, copy_job_t* j, napi_value* out_array) {
-  napi_value argv[9];
-  size_t argc = 9;
+  napi_value argv[10];
+  size_t argc = 10;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 8) {
     napi_throw_type_error(env, NULL, "copyUpFile: missing arguments");
     return 0;
@@ -199,6 +223,12 @@ static int read_job(napi_env env, napi_callback_info info, copy_job_t* j, napi_v
     return 0;
   }
   j->keep = keep;
+  bool cached_only = false;
+  if (argc >= 10 && napi_get_value_bool(env, argv[9], &cached_only) != napi_ok) {
+    napi_throw_type_error(env, NULL, "copyUpFile: bad cachedOnly flag");
+    return 0;
+  }
+  j->cached_only = cached_only;
   j->fd = -1;
   napi_typedarray_type type;
   size_t count;
@@ -223,8 +253,10 @@ static double finish(napi_env env, copy_job_t* j, napi_value out_array) {
   return j->fd >= 0 ? j->fd : 0;
 }
 
-// copyUpFile(src, tmp, dst, parent, uid, gid, truncate, out[, keep]) -> 0 | -errno, on the JS
-// thread; with `keep`, the copy's descriptor (open read-write, close-on-exec) instead of 0.
+// copyUpFile(src, tmp, dst, parent, uid, gid, truncate, out[, keep[, cachedOnly]]) -> 0 | -errno,
+// on the JS thread; with `keep`, the copy's descriptor (open read-write, close-on-exec) instead of
+// 0; with `cachedOnly`, -EAGAIN and nothing done when the source's data is not in the page cache
+// (mostly_cached).
 napi_value layerfs_copy_up_file(napi_env env, napi_callback_info info) {
   copy_job_t* j = calloc(1, sizeof *j);
   if (!j) return NULL;
@@ -266,6 +298,7 @@ napi_value layerfs_copy_up_file_async(napi_env env, napi_callback_info info) {
   if (!a) return NULL;
   napi_value out_array, promise, name;
   if (!read_job(env, info, &a->job, &out_array)) { free(a); return NULL; }
+  a->job.cached_only = 0;
   a->job.keep = 0;  // a descriptor in a promise's result could leak unseen: the async copy closes it
   if (napi_create_reference(env, out_array, 1, &a->out_array) != napi_ok ||
       napi_create_promise(env, &a->deferred, &promise) != napi_ok) {

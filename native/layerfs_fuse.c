@@ -12,6 +12,7 @@
 #include <uv.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -471,6 +472,23 @@ void layerfs_stat_to_doubles(const struct stat* st, double* o) {
   o[12] = st->st_ctim.tv_sec * 1e3 + st->st_ctim.tv_nsec / 1e6;
 }
 
+// queueEmpty(fd) -> whether no request waits on /dev/fuse (poll(2), no wait). The request being
+// answered was read already; one the kernel has queued since makes this false. Copy-up asks it
+// before doing a larger copy on the JS thread (lib/copyup/copyup.ts, copyUpNow).
+static napi_value queue_empty(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  int32_t fd;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  struct pollfd p = { .fd = fd, .events = POLLIN };
+  int r;
+  do {
+    r = poll(&p, 1, 0);
+  } while (r < 0 && errno == EINTR);
+  CHECK(napi_get_boolean(env, r == 0, &result));
+  return result;
+}
+
 // ---- writes from a worker thread (kernel notifications) ------------------------------------
 
 typedef struct {
@@ -547,6 +565,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "backingOpen", NULL, backing_open, NULL, NULL, NULL, napi_default, NULL },
     { "backingClose", NULL, backing_close, NULL, NULL, NULL, napi_default, NULL },
     { "writeOffThread", NULL, write_off_thread, NULL, NULL, NULL, napi_default, NULL },
+    { "queueEmpty", NULL, queue_empty, NULL, NULL, NULL, napi_default, NULL },
     { "copyFileRange", NULL, copy_file_range_js, NULL, NULL, NULL, napi_default, NULL },
     { "lstat", NULL, lstat_js, NULL, NULL, NULL, napi_default, NULL },
     { "mknod", NULL, mknod_js, NULL, NULL, NULL, napi_default, NULL },

@@ -130,6 +130,8 @@ export async function statusCommand(mnt: string | undefined, opts: { json?: bool
         out(`  read-ahead: ${ra ? `${ra.dirs} branch dirs, ${ra.entries} entries lstat'ed${ra.kept ? `, ${ra.kept} dirs kept for their listing` : ''}${ra.dropped ? `, ${ra.dropped} dropped` : ''}` : 'off'}\n`)
       }
       out(`  cache: ${s.cache.resolutions} resolutions, ${s.cache.inodes} inode numbers; kernel timeouts: entry ${o.entryTimeout}s, attr ${o.attrTimeout}s, negative ${o.negativeTimeout}s${o.revalidate !== undefined ? `; --revalidate ${o.revalidate}s` : ''}${o.coherent ? '; coherent' : ''}\n`)
+      const cu = s.copyUps
+      out(`  copy-ups: ${cu.files} file${cu.files === 1 ? '' : 's'}${cu.filesOffThread ? ` (${cu.filesOffThread} copied on a worker thread)` : ''}, ${cu.dirs} dir${cu.dirs === 1 ? '' : 's'}${cu.others ? `, ${cu.others} other${cu.others === 1 ? '' : 's'}` : ''}\n`)
       const ops = Object.entries(s.operations).sort((a, b) => b[1] - a[1])
       out(`  operations: ${ops.length ? ops.map(([k, v]) => `${k} ${v}`).join(', ') : 'none'}\n`)
     }

@@ -45,6 +45,8 @@ export interface StatusResult {
   readonly branches: readonly BranchInfo[]
   readonly openFiles: number
   readonly cache: { readonly resolutions: number; readonly inodes: number }
+  /** Entries copied up to the rw branch; `filesOffThread`: files whose data a worker thread copied. */
+  readonly copyUps: { readonly files: number; readonly filesOffThread: number; readonly dirs: number; readonly others: number }
   readonly operations: Readonly<Record<string, number>>
   readonly inflight: number
   /** The FUSE transport serving the mount, and what the native one negotiated with the kernel. */

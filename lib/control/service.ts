@@ -77,6 +77,7 @@ function status(m: ServedMount, hooks: ServiceHooks): StatusResult {
     branches: branches(m),
     openFiles: m.core.openFiles,
     cache: { resolutions: m.core.resolver.cache.size, inodes: m.core.inodes.size },
+    copyUps: { ...m.core.copyUps },
     operations: { ...m.activity.counts },
     inflight: m.activity.inflight,
     transport: m.transport,

@@ -3,7 +3,7 @@ import type { Branch } from '../branches/branch.js'
 import { hostKey, type HostId, type InodeTable } from '../branches/inodes.js'
 import { BranchHit, isDirResolution, type HitStats, type Resolution, type Resolver } from '../branches/resolve.js'
 import { FsError, rethrow } from '../errors.js'
-import { canCopyUpInOneCall, copyFileData, copyUpFileInOneCall, copyUpFileNow, codeOfErrno, fs, lstatOrUndefined, mknod, mutate, SYNC_COPY_MAX_BYTES, type CopiedFile, type FileStats } from '../fs.js'
+import { canCopyUpInOneCall, copyFileData, copyUpFileNow, copyUpFileOffThread, codeOfErrno, fs, lstatOrUndefined, IDLE_COPY_MAX_BYTES, mknod, mutate, SYNC_COPY_MAX_BYTES, type CopiedFile, type FileStats } from '../fs.js'
 import { createLogger } from '../log.js'
 import { ancestorsAndSelf, parentOf, type UnionPath } from '../paths.js'
 import { copyAttrs } from './copy-attrs.js'
@@ -22,6 +22,21 @@ export interface CopyUpContext {
   readonly copyLocks: PathLocks
   /** Hard-link groups of the lower branches: a group is copied up as one rw inode. */
   readonly linkGroups: LinkGroups
+  /**
+   * Whether no other request waits for the JS thread now (the FUSE transport polls its queue).
+   * Then copyUpNow also copies files of up to IDLE_COPY_MAX_BYTES whose data is in the page cache.
+   */
+  readonly idle?: () => boolean
+  /** Told each copy-up done (layerfs status). */
+  readonly counts?: CopyUpCounts
+}
+
+/** Entries copied up, by kind; files whose data a worker thread copied (too large, or the JS thread was needed). */
+export interface CopyUpCounts {
+  files: number
+  filesOffThread: number
+  dirs: number
+  others: number
 }
 
 export interface CopyUpOptions {
@@ -105,7 +120,9 @@ function copyUpOne(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): Pr
  * SYNC_COPY_MAX_BYTES (or truncated at once), not hard-linked, whose parent already is in the rw
  * branch, and no other copy-up of it is under way. That is the common first write to a file,
  * and it then skips the lock and the promise hops of copyUp (about a fifth of a 4 KiB copy-up's
- * time in the daemon: docs/benchmarks.md §10). Returns the copy's host path and, with
+ * time in the daemon: docs/benchmarks.md §10). A file of up to IDLE_COPY_MAX_BYTES too, when no
+ * other request is waiting (`ctx.idle`) and its data is in the page cache: no one waits on
+ * the thread, and the copy reads no disk. Returns the copy's host path and, with
  * `keepOpen`, its descriptor (read-write, the caller's to close; else -1); the host path alone
  * when `path` already is in the rw branch; undefined when the case does not apply: use copyUp.
  * Throws as copyUp does.
@@ -117,18 +134,21 @@ export function copyUpNow(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptio
   if (!res || isDirResolution(res)) return undefined
   const top = res.hits[0]!
   if (top.branch === upper) return { host: top.host, fd: -1 }
-  if (!top.stats.isFile() || isHardLinkedFile(top.stats) || (!opts.truncate && top.stats.size > SYNC_COPY_MAX_BYTES)) return undefined
+  if (!top.stats.isFile() || isHardLinkedFile(top.stats)) return undefined
+  const small = opts.truncate === true || top.stats.size <= SYNC_COPY_MAX_BYTES
+  if (!small && (top.stats.size > IDLE_COPY_MAX_BYTES || ctx.idle?.() !== true)) return undefined
   if (ctx.copyLocks.isHeld(path) || upperHost(ctx, parentOf(path)) === undefined) return undefined
   const dst = upper.host(path)
   const parentHost = opts.parentChangesNext ? '' : upper.host(parentOf(path))
   const tmp = ctx.work.tempPath('copyup')
-  let made: ReturnType<typeof copyUpFileNow>
+  let made: ReturnType<typeof copyUpFileNow> | undefined
   try {
-    made = copyUpFileNow(top.host, tmp, dst, parentHost, ctx.work.owner, opts.truncate === true, keepOpen)
+    made = copyUpFileNow(top.host, tmp, dst, parentHost, ctx.work.owner, opts.truncate === true, keepOpen, !small)
   } catch (e) {
     ctx.work.discard(tmp)
     rethrow(e, 'copyup', path)
   }
+  if (!made) return undefined // not in the page cache: the copy goes to a worker (copyUp)
   warnOfXattrFailures(path, made)
   try {
     recordCopy(ctx, path, res, dst, made, opts)
@@ -141,7 +161,15 @@ export function copyUpNow(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptio
 
 /** After a copy-up of `path` (resolved as `res`) to `dst`: the inode keeps its number, the cache learns the copy. */
 function recordCopy(ctx: CopyUpContext, path: UnionPath, res: Resolution, dst: string, made: Made, opts: CopyUpOptions): void {
-  const { resolver, upper } = ctx
+  const { resolver, upper, counts } = ctx
+  if (counts) {
+    const kind = res.hits[0]!.stats
+    if (kind.isFile()) {
+      counts.files++
+      if (made.offThread) counts.filesOffThread++
+    } else if (kind.isDirectory()) counts.dirs++
+    else counts.others++
+  }
   const copied = made.stats ?? lstatOrUndefined(dst)
   if (copied) {
     ctx.inodes.alias(copied, identityOf(res))
@@ -190,15 +218,26 @@ export function identityOf(res: Resolution): HostId {
   return (isDirResolution(res) ? res.hits[res.hits.length - 1]! : res.hits[0]!).stats
 }
 
-/** What a copy-up made: the copy's stats when already known, and the xattrs the source had. */
+/**
+ * What a copy-up made: the copy's stats when already known, the xattrs the source had, and
+ * whether a worker thread copied the data.
+ */
 interface Made {
   readonly stats: FileStats | undefined
   readonly xattrs: number
+  readonly offThread?: boolean
 }
 
 /** A regular file's copy-up in one addon call: the copy, its attributes, the rename, the parent's times. */
 async function copyFileInOneCall(ctx: CopyUpContext, path: UnionPath, src: string, size: number, tmp: string, dst: string, parentHost: string, opts: CopyUpOptions): Promise<Made> {
-  const c = await copyUpFileInOneCall(src, tmp, dst, parentHost, ctx.work.owner, opts.truncate === true, size)
+  const truncate = opts.truncate === true
+  // On the JS thread when small, or when nothing waits and the data is cached (as in copyUpNow).
+  const now = truncate || size <= SYNC_COPY_MAX_BYTES
+    ? copyUpFileNow(src, tmp, dst, parentHost, ctx.work.owner, truncate, false)
+    : size <= IDLE_COPY_MAX_BYTES && ctx.idle?.() === true
+      ? copyUpFileNow(src, tmp, dst, parentHost, ctx.work.owner, false, false, true)
+      : undefined
+  const c = now ?? { ...await copyUpFileOffThread(src, tmp, dst, parentHost, ctx.work.owner), offThread: true }
   warnOfXattrFailures(path, c)
   return c
 }
@@ -219,7 +258,7 @@ async function copyStepByStep(ctx: CopyUpContext, path: UnionPath, srcHost: stri
   mutate('rename copy-up', dst, () => fs.renameSync(tmp, dst))
   // Linking the copy into its parent changed the parent's mtime; give it back (as overlayfs).
   if (parentStats) restoreTimes(parentHost, parentStats)
-  return { stats: undefined, xattrs }
+  return { stats: undefined, xattrs, offThread: !isDir && !opts.truncate && src.isFile() && src.size > SYNC_COPY_MAX_BYTES }
 }
 
 /** Builds the copy at `tmp`; returns the number of xattrs it carried. `owner`: who creates entries in the work area. */

@@ -9,7 +9,7 @@ import * as path from 'node:path'
 import * as xattr from '@napi-rs/xattr'
 import { describe, expect, it } from 'vitest'
 import { upperSnapshot, type Fixture } from '../helpers/fixture.js'
-import { cleanupMount, fuseUnavailable, isMounted, mountCli } from '../helpers/mount.js'
+import { cleanupMount, cli, fuseUnavailable, isMounted, mountCli, transportUnderTest } from '../helpers/mount.js'
 import { useMount } from '../helpers/union.js'
 
 const WORK = '.wh..wh.layerfs.work'
@@ -249,6 +249,33 @@ describe.skipIf(fuseUnavailable())('copy-up', () => {
     expect(upper.subarray(data.length).toString()).toBe('tail')
     const full = crypto.createHash('sha256').update(upper).digest('hex')
     expect(await m.ok('sha256sum < mnt/big')).toBe(`${full}  -\n`)
+  })
+
+  it('copy-ups show in status; a cached 1 MiB file is copied at once when nothing waits (native), a 9 MiB one on a worker', async () => {
+    const one = crypto.randomBytes(1 << 20)
+    const nine = crypto.randomBytes(9 << 20)
+    const m = await mount({ A: {}, B: { d: { e: {} } } }, {
+      prepare: (fx) => {
+        fs.writeFileSync(path.join(fx.dir('B'), 'd/e/one'), one)
+        fs.writeFileSync(path.join(fx.dir('B'), 'd/e/nine'), nine)
+        fs.symlinkSync('one', path.join(fx.dir('B'), 'd/e/l'))
+      },
+    })
+    type Counts = { files: number; filesOffThread: number; dirs: number; others: number }
+    const status = async (): Promise<{ copyUps: Counts }> => JSON.parse((await cli(['status', 'mnt', '--json'], { cwd: m.root })).stdout)
+    expect((await status()).copyUps).toEqual({ files: 0, filesOffThread: 0, dirs: 0, others: 0 })
+    // One writer, one request at a time: the kernel's queue is empty when the OPEN is answered.
+    await m.ok('printf W | dd of=mnt/d/e/one conv=notrunc status=none')
+    const native = transportUnderTest() === 'native' // fuse-native's transport has no queue to ask
+    expect((await status()).copyUps).toEqual({ files: 1, filesOffThread: native ? 0 : 1, dirs: 2, others: 0 })
+    await m.ok('printf W | dd of=mnt/d/e/nine conv=notrunc status=none && touch -h mnt/d/e/l')
+    expect((await status()).copyUps).toEqual({ files: 2, filesOffThread: native ? 1 : 2, dirs: 2, others: 1 })
+    for (const [name, data] of [['one', one], ['nine', nine]] as const) {
+      const want = Buffer.concat([Buffer.from('W'), data.subarray(1)])
+      expect(fs.readFileSync(path.join(m.dir('A'), 'd/e', name)).equals(want)).toBe(true)
+      expect(await m.ok(`cmp mnt/d/e/${name} A/d/e/${name} && echo same`)).toBe('same\n')
+    }
+    expect((await cli(['status', 'mnt'], { cwd: m.root })).stdout).toContain(`  copy-ups: 2 files (${native ? 1 : 2} copied on a worker thread), 2 dirs, 1 other\n`)
   })
 
   it('a daemon killed in the middle of a copy-up leaves no partial file visible', async () => {

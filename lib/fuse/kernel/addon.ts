@@ -18,6 +18,8 @@ export interface NativeFuse {
   /** Reads the next requests into `buffer`; the old one is JS's to keep. */
   setBuffer(session: object, buffer: Buffer): void
   stop(session: object): void
+  /** Whether no request waits on `fd` (/dev/fuse) now: poll(2) without waiting. */
+  queueEmpty(fd: number): boolean
   /** write(2) of `buffer`'s first `len` bytes (one reply): bytes written or -errno. */
   reply(fd: number, buffer: Buffer, len: number): number
   backingOpen(devFd: number, fd: number): number

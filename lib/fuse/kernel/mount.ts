@@ -83,6 +83,7 @@ export async function mountKernel(core: LayerFs, mountpoint: string, o: KernelMo
   let closedFd = false
   const end = (err: number): void => {
     if (err !== -constants.errno.ENODEV) log.debug('FUSE connection ended: %d', err) // ENODEV: unmounted
+    core.setIdleCheck(undefined)
     session.stop()
     if (!closedFd) {
       closedFd = true
@@ -90,6 +91,9 @@ export async function mountKernel(core: LayerFs, mountpoint: string, o: KernelMo
     }
     onEnded()
   }
+  // A request is read before it is answered: an empty queue means no one else waits (copy-up).
+  // LAYERFS_IDLE_COPY=0: never ask (larger copies always on a worker; for A/Bs).
+  if (process.env.LAYERFS_IDLE_COPY !== '0') core.setIdleCheck(() => !closedFd && addon.queueEmpty(fd))
   try {
     await session.start(end)
   } catch (e) {

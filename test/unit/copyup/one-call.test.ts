@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process'
 import * as crypto from 'node:crypto'
 import * as fs from 'node:fs'
+import * as path from 'node:path'
 import * as xattr from '@napi-rs/xattr'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { nativeAddon } from '../../../lib/native.js'
@@ -258,5 +259,90 @@ describe.skipIf(!built)('the common copy-up, at once (copyUpNow)', () => {
     // The hard link's other name went up with it, as one inode.
     expect(fs.lstatSync(`${up}/d/h2`).ino).toBe(fs.lstatSync(`${up}/d/h`).ino)
     expect(fs.readFileSync(`${low}/d/big`, 'utf8')).toBe(big)
+  })
+})
+
+describe.skipIf(!built)('a larger file copied at once when no request waits (copyUpNow, ctx.idle)', () => {
+  const MiB = 1024 * 1024
+  const TMPFS_MAGIC = 0x01021994
+
+  /** A lower dir of files of `size` bytes each (data the content can be checked against). */
+  async function stack(names: string[], size: number): Promise<{ core: LayerFs; up: string; low: string; data: Map<string, Buffer> }> {
+    const fx = makeFixture({ U: { d: {} }, L: { d: {} } }, 'layerfs-idlecopy-')
+    fixtures.push(fx)
+    const low = fx.dir('L')
+    const data = new Map<string, Buffer>()
+    for (const n of names) {
+      const b = crypto.randomBytes(size)
+      fs.mkdirSync(path.dirname(`${low}/d/${n}`), { recursive: true })
+      fs.writeFileSync(`${low}/d/${n}`, b)
+      data.set(n, b)
+    }
+    return { core: await coreOn(`${fx.dir('U')}=rw:${low}=ro`, false), up: fx.dir('U'), low, data }
+  }
+
+  /** Opens `p` for writing, writes 'W' at 0, closes; resolves with whether the open answered at once. */
+  async function writeOne(core: LayerFs, p: string): Promise<boolean> {
+    const fh = core.open(p, O_WRONLY)
+    const atOnce = typeof fh === 'number'
+    const h = await fh
+    expect(await core.write(h, Buffer.from('W'), 1, 0)).toBe(1)
+    core.release(h)
+    return atOnce
+  }
+
+  function expectCopied(up: string, low: string, name: string, data: Buffer): void {
+    const want = Buffer.from(data)
+    want[0] = 0x57
+    expect(fs.readFileSync(`${up}/d/${name}`).equals(want)).toBe(true)
+    expect(fs.readFileSync(`${low}/d/${name}`).equals(data)).toBe(true)
+  }
+
+  it('copies a cached 1 MiB file on the JS thread only while no other request waits', async () => {
+    const { core, up, low, data } = await stack(['a', 'b', 'c', 's/x', 't/y'], MiB)
+    let waiting = false
+    core.setIdleCheck(() => !waiting)
+    expect(await writeOne(core, '/d/a')).toBe(true) // just written: in the page cache
+    expect(core.copyUps).toEqual({ files: 1, filesOffThread: 0, dirs: 0, others: 0 })
+    // Its parent not up yet: the locked walk (a promise), the file's data still copied at once.
+    expect(await writeOne(core, '/d/s/x')).toBe(false)
+    expect(core.copyUps).toEqual({ files: 2, filesOffThread: 0, dirs: 1, others: 0 })
+    waiting = true
+    expect(await writeOne(core, '/d/b')).toBe(false) // a request waits: the worker copies
+    expect(await writeOne(core, '/d/t/y')).toBe(false)
+    expect(core.copyUps).toEqual({ files: 4, filesOffThread: 2, dirs: 2, others: 0 })
+    core.setIdleCheck(undefined)
+    expect(await writeOne(core, '/d/c')).toBe(false) // no transport to ask: never assumed idle
+    for (const n of ['a', 'b', 'c', 's/x', 't/y']) expectCopied(up, low, n, data.get(n)!)
+    expect(core.copyUps).toEqual({ files: 5, filesOffThread: 3, dirs: 2, others: 0 })
+    expect(fs.readdirSync(`${up}/.wh..wh.layerfs.work`)).toEqual([])
+  })
+
+  it('leaves a file over IDLE_COPY_MAX_BYTES to the worker, idle or not', async () => {
+    const { IDLE_COPY_MAX_BYTES } = await import('../../../lib/fs.js')
+    const { core, up, low, data } = await stack(['huge'], IDLE_COPY_MAX_BYTES + 4096)
+    core.setIdleCheck(() => true)
+    expect(await writeOne(core, '/d/huge')).toBe(false)
+    expectCopied(up, low, 'huge', data.get('huge')!)
+  })
+
+  it('leaves a file whose data is not in the page cache to the worker, and starts nothing', async (ctx) => {
+    const { core, up, low, data } = await stack(['cold', 'warm'], 2 * MiB)
+    if (fs.statfsSync(low).type === TMPFS_MAGIC) ctx.skip() // tmpfs pages cannot leave the cache
+    // Written back, then dropped from the page cache (GNU dd: posix_fadvise DONTNEED on the whole file).
+    const fd = fs.openSync(`${low}/d/cold`, 'r')
+    fs.fsyncSync(fd)
+    fs.closeSync(fd)
+    execFileSync('dd', [`if=${low}/d/cold`, 'iflag=nocache', 'count=0', 'status=none'])
+    core.setIdleCheck(() => true)
+    const work = `${up}/.wh..wh.layerfs.work`
+    const fh = core.open('/d/cold', O_WRONLY)
+    expect(fh).toBeInstanceOf(Promise)
+    const h = await fh
+    core.release(h)
+    expect(fs.readFileSync(`${up}/d/cold`).equals(data.get('cold')!)).toBe(true)
+    expect(await writeOne(core, '/d/warm')).toBe(true) // the same size, cached: at once
+    expectCopied(up, low, 'warm', data.get('warm')!)
+    expect(fs.readdirSync(work)).toEqual([])
   })
 })
