@@ -24,14 +24,18 @@ export interface CopyUpContext {
   readonly linkGroups: LinkGroups
   /**
    * Whether no other request waits for the JS thread now (the FUSE transport polls its queue).
-   * Then copyUpNow also copies files of up to IDLE_COPY_MAX_BYTES whose data is in the page cache.
+   * Then files of up to IDLE_COPY_MAX_BYTES whose data is in the page cache are copied on the JS
+   * thread too (copyUpNow and the locked walk alike).
    */
   readonly idle?: () => boolean
   /** Told each copy-up done (layerfs status). */
   readonly counts?: CopyUpCounts
 }
 
-/** Entries copied up, by kind; files whose data a worker thread copied (too large, or the JS thread was needed). */
+/**
+ * Entries copied up, by kind, and the files whose data a worker thread copied (above
+ * SYNC_COPY_MAX_BYTES, and not taken at once: too large, not cached, or a request was waiting).
+ */
 export interface CopyUpCounts {
   files: number
   filesOffThread: number
