@@ -4,11 +4,13 @@
 // timed in one python3 loop (a process per file, as the probe would be, adds its own start-up
 // noise to every sample), through layerfs (native), fuse-overlayfs and kernel overlayfs (or the
 // comma-separated SYSTEMS; with LAYERFS_BENCH_VARIANT=KEY=VAL also 'layerfs-variant', an A/B),
-// ROUNDS rounds interleaved (default 3). Each mount gets
+// ROUNDS rounds interleaved (default 3). CACHE 'warm' (default) reads the lower files into the
+// page cache before the loop, as in a warm image; 'cold' drops the page cache instead, as the
+// suite's copy-up rows find the files. Each mount gets
 // fresh dirs. They stay under the cache until the next run, which deletes them and then waits
 // 65 s: on ext4 without a journal, creates right after many deletions are slower for everyone
 // (docs/benchmarks.md, "Deletions wait for the end of the run"). Root, under the FUSE lock:
-//   flock /tmp/layerfs-fuse.lock node bench/copyup-small.mjs [ROUNDS] [SIZE_KIB] [SYSTEMS]
+//   flock /tmp/layerfs-fuse.lock node bench/copyup-small.mjs [ROUNDS] [SIZE_KIB] [SYSTEMS] [warm|cold]
 import { randomBytes } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -21,6 +23,8 @@ const ROOT = path.join(CACHE, KIB === 4 ? 'copyup-small' : `copyup-${KIB}k`)
 const asked = process.argv[4]?.split(',') ?? ['layerfs', ...(SYSTEMS['layerfs-variant'] ? ['layerfs-variant'] : []), 'fuse-overlayfs', 'overlayfs']
 for (const n of asked) if (!SYSTEMS[n]) throw new Error(`unknown system '${n}' (${Object.keys(SYSTEMS).join(', ')})`)
 const NAMES = asked.filter((n) => SYSTEMS[n].available())
+const COLD = process.argv[5] === 'cold'
+if (process.argv[5] !== undefined && !COLD && process.argv[5] !== 'warm') throw new Error(`'${process.argv[5]}': warm or cold`)
 
 const COUNT = KIB === 4 ? 400 : Math.max(8, Math.floor(32 * 1024 / KIB))
 const DIRS = Math.ceil(COUNT / 10)
@@ -72,9 +76,10 @@ try {
       for (const d of [ctx.upper, ctx.work, ctx.mnt]) fs.mkdirSync(d, { recursive: true })
       const st = await SYSTEMS[name].mount(ctx)
       try {
-        for (const f of files) fs.readFileSync(layers.base + f) // lower data in the page cache, as in a warm image
+        if (!COLD) for (const f of files) fs.readFileSync(layers.base + f) // lower data in the page cache, as in a warm image
         await run('find', [ctx.mnt])
         await run('sync', []) // the previous mount's copies written back: none of their writeback in this one's time
+        if (COLD) fs.writeFileSync('/proc/sys/vm/drop_caches', '1') // page cache only: the lookups stay cached
         const out = await run('python3', ['-c', LOOP, layers.base, ctx.mnt, ...files])
         if (out.code !== 0) throw new Error(`${name}: ${out.stderr}`)
         const ms = JSON.parse(out.stdout)
@@ -93,5 +98,5 @@ try {
   for (const n of NAMES) for (let r = 0; r < ROUNDS; r++) if (isMounted(path.join(runs, `${n}-${r}`, 'mnt'))) await run('umount', ['-l', path.join(runs, `${n}-${r}`, 'mnt')])
 }
 const fmt = (xs) => `${median(xs).toFixed(3)} [${Math.min(...xs).toFixed(3)}–${Math.max(...xs).toFixed(3)}]`
-process.stdout.write(`| system | median per file, ms (median of ${ROUNDS} rounds [min–max]) | first file, ms |\n|---|--:|--:|\n`)
+process.stdout.write(`| system | median per file, ms (median of ${ROUNDS} rounds [min–max]${COLD ? ', lower files not cached' : ''}) | first file, ms |\n|---|--:|--:|\n`)
 for (const n of NAMES) process.stdout.write(`| ${SYSTEMS[n].label} | ${fmt(results[n].median)} | ${fmt(results[n].first)} |\n`)

@@ -66,20 +66,19 @@ async function fuseUnmount(bin, mnt, pid) {
 const RUN_DIR = process.env.LAYERFS_RUN_DIR ?? (process.getuid?.() === 0 ? '/run/layerfs' : `${process.env.TMPDIR ?? '/tmp'}/layerfs-${process.getuid?.()}`)
 const registryFile = (mnt, ext) => `${RUN_DIR}/${createHash('sha1').update(mnt).digest('hex').slice(0, 16)}.${ext}`
 
-/** The native transport's addon, as the CLI under test would load it (dist/bin → native/build). */
-const ADDON = path.resolve(path.dirname(CLI), '../../native/build/Release/layerfs_fuse.node')
-
 /**
  * layerfs through the CLI (a background daemon), with the FUSE transport named explicitly so a
  * result never depends on the default or on $LAYERFS_TRANSPORT: 'native' (layerfs's own /dev/fuse
  * loop, root only) or 'fuse-native' (libfuse 2.9 through fuse-native).
  */
-function layerfsSystem(transport, label, env, args = []) {
+function layerfsSystem(transport, label, env, args = [], cli = CLI) {
+  // The native transport's addon, as that CLI would load it (dist/bin → native/build).
+  const addon = path.resolve(path.dirname(cli), '../../native/build/Release/layerfs_fuse.node')
   return {
     label,
     transport,
-    available: () => fs.existsSync(CLI) && fs.existsSync('/dev/fuse') &&
-      (transport !== 'native' || (process.getuid?.() === 0 && fs.existsSync(ADDON))),
+    available: () => fs.existsSync(cli) && fs.existsSync('/dev/fuse') &&
+      (transport !== 'native' || (process.getuid?.() === 0 && fs.existsSync(addon))),
     whiteoutForm: 'native (.wh. files)',
     async mount({ layers, upper, mnt }) {
       const lower = [layers.top, layers.middle, layers.base].join(':')
@@ -88,7 +87,7 @@ function layerfsSystem(transport, label, env, args = []) {
       // record left by a crashed round is stale, so only a live pid counts).
       const rec = registryFile(real, 'json')
       const daemonLog = registryFile(real, 'log')
-      const r = await run(process.execPath, [CLI, 'mount', '--transport', transport, ...args, '-o', `lowerdir=${lower},upperdir=${upper}`, 'none', mnt], { env })
+      const r = await run(process.execPath, [cli, 'mount', '--transport', transport, ...args, '-o', `lowerdir=${lower},upperdir=${upper}`, 'none', mnt], { env })
       if (r.code !== 0 || !isMounted(mnt)) throw new Error(`layerfs (${transport}) mount failed (${r.code}): ${r.stderr}${logTail(daemonLog)}`)
       let pid
       await waitFor(() => {
@@ -99,7 +98,7 @@ function layerfsSystem(transport, label, env, args = []) {
     },
     /** The daemon's own account of its transport (`layerfs status --json`, the control channel). */
     async verify({ mnt }) {
-      const r = await run(process.execPath, [CLI, 'status', '--json', mnt], { timeoutMs: 30_000 })
+      const r = await run(process.execPath, [cli, 'status', '--json', mnt], { timeoutMs: 30_000 })
       let s
       try { s = JSON.parse(r.stdout) } catch { return { ok: false, detail: `layerfs status failed (${r.code}): ${r.stderr.slice(0, 200)}` } }
       const writeback = !!s.protocol?.writebackCache
@@ -109,7 +108,7 @@ function layerfsSystem(transport, label, env, args = []) {
     },
     async unmount({ mnt }, st) {
       if (isMounted(mnt)) {
-        const r = await run(process.execPath, [CLI, 'umount', mnt])
+        const r = await run(process.execPath, [cli, 'umount', mnt])
         if (r.code !== 0 && isMounted(mnt)) await fuseUnmount('fusermount', mnt)
       }
       if (st?.pid) await waitFor(() => !alive(st.pid), 10_000, 'layerfs daemon exit').catch(() => process.kill(st.pid, 'SIGKILL'))
@@ -201,10 +200,12 @@ function variantEnv(spec) {
 /**
  * run.mjs --variant KEY=VAL,…: layerfs's native transport once more as 'layerfs-variant', its
  * daemon under that environment (LAYERFS_SPARKPLUG=0, LAYERFS_WARM_UP=0…): an A/B of a knob in
- * one interleaved run. The rounds' processes find it in $LAYERFS_BENCH_VARIANT.
+ * one interleaved run. CLI=PATH (not an environment variable) runs that build's CLI instead: an
+ * A/B of two builds. The rounds' processes find it in $LAYERFS_BENCH_VARIANT.
  */
 export function addVariant(spec) {
   process.env.LAYERFS_BENCH_VARIANT = spec
-  SYSTEMS['layerfs-variant'] = layerfsSystem('native', `layerfs (native, ${spec})`, variantEnv(spec))
+  const { CLI: cli, ...env } = variantEnv(spec)
+  SYSTEMS['layerfs-variant'] = layerfsSystem('native', `layerfs (native, ${spec})`, env, [], cli === undefined ? CLI : path.resolve(cli))
 }
 if (process.env.LAYERFS_BENCH_VARIANT) addVariant(process.env.LAYERFS_BENCH_VARIANT)

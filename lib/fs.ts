@@ -143,7 +143,7 @@ export interface CopiedFile {
 type CopyUpFileArgs = [src: string, tmp: string, dst: string, parent: string, uid: number, gid: number, truncate: boolean, out: Float64Array]
 interface CopyUpAddon {
   copyUpFile: (...args: [...CopyUpFileArgs, keep?: boolean, cachedOnly?: boolean]) => number
-  copyUpFileAsync: (...args: CopyUpFileArgs) => Promise<number>
+  copyUpFileAsync: (...args: [...CopyUpFileArgs, keep?: boolean]) => Promise<number>
 }
 const copyAddon = addon instanceof Error || process.env.LAYERFS_JS_COPYUP === '1' || typeof (addon as Partial<CopyUpAddon>).copyUpFile !== 'function'
   ? undefined
@@ -157,14 +157,15 @@ export const canCopyUpInOneCall = copyAddon !== undefined
  * builds it at `tmp` with the source's data, owner, mode, xattrs and times, renames it to `dst`,
  * and gives `parent` (a host dir; '' for none) back its times. `owner`: what a new entry in the
  * work area gets (chown only when the source differs). copyUpFileNow does the same on the JS
- * thread. Throws errno-shaped errors; on failure nothing is left at `tmp` or `dst`.
+ * thread. With `keepOpen`, `fd` is the copy's descriptor (read-write, the caller's to close);
+ * else -1. Throws errno-shaped errors; on failure nothing is left at `tmp` or `dst`.
  */
 export async function copyUpFileOffThread(src: string, tmp: string, dst: string, parent: string,
-  owner: { uid: number; gid: number } | undefined): Promise<CopiedFile> {
+  owner: { uid: number; gid: number } | undefined, keepOpen = false): Promise<CopiedFile & { readonly fd: number }> {
   const out = new Float64Array(16)
-  const r = await copyAddon!.copyUpFileAsync(src, tmp, dst, parent, owner?.uid ?? -1, owner?.gid ?? -1, false, out)
-  if (r !== 0) throw addonError(r, 'copyup', `'${src}' -> '${dst}'`, src)
-  return copiedFrom(out, -1)
+  const r = await copyAddon!.copyUpFileAsync(src, tmp, dst, parent, owner?.uid ?? -1, owner?.gid ?? -1, false, out, keepOpen)
+  if (r < 0) throw addonError(r, 'copyup', `'${src}' -> '${dst}'`, src)
+  return copiedFrom(out, keepOpen ? r : -1)
 }
 
 /**

@@ -8,7 +8,7 @@ import type { PrefetchedDir } from './branches/prefetched.js'
 import type { ReadAheadDir } from './branches/read-ahead.js'
 import { BranchHit, isDirResolution, Resolver, type NameIndex, type Resolution } from './branches/resolve.js'
 import { BranchStack, type BranchSpec } from './branches/stack.js'
-import { copyUp, copyUpDirChain, copyUpNow, identityOf, type CopyUpContext, type CopyUpCounts, type CopyUpOptions } from './copyup/copyup.js'
+import { copyUp, copyUpDirChain, copyUpNow, copyUpOffThread, identityOf, type CopyUpContext, type CopyUpCounts, type CopyUpOptions } from './copyup/copyup.js'
 import { LinkGroups } from './copyup/link-groups.js'
 import { PathLocks } from './copyup/locks.js'
 import { WorkArea } from './copyup/work-area.js'
@@ -310,14 +310,20 @@ export class LayerFs {
     const ctx = this.#copyCtx
     if (!ctx) return Promise.reject(new FsError('EROFS', 'open', p))
     // The common case, at once: the copy's own descriptor becomes the handle (one open less).
-    const now = copyUpNow(ctx, p, copy, (flags & FLAGS_OF_THEIR_OWN) === 0)
-    if (now) {
-      if (now.fd < 0) return this.#openHost(p, now.host, hostFlags, true, this.#upper!, capsDropped)
-      this.#files.set(now.fd, { fh: now.fd, fd: now.fd, path: p, writable: true, flags: hostFlags & ~O_TRUNC, branch: this.#upper!, sealed: false, capsDropped })
-      return now.fd
-    }
-    // copyUpNow does not apply: the locked walk (not #copyUp, which would ask copyUpNow again).
-    return copyUp(ctx, p, copy).then((host) => this.#openHost(p, host, hostFlags, true, this.#upper!, capsDropped))
+    const keep = (flags & FLAGS_OF_THEIR_OWN) === 0
+    const now = copyUpNow(ctx, p, copy, keep)
+    if (now) return this.#openCopy(p, now, hostFlags, capsDropped)
+    // The same single file on a worker (large, uncached, or a request waiting), else the locked
+    // walk (not #copyUp, which would ask both again).
+    return copyUpOffThread(ctx, p, copy, keep)?.then((c) => this.#openCopy(p, c, hostFlags, capsDropped)) ??
+      copyUp(ctx, p, copy).then((host) => this.#openHost(p, host, hostFlags, true, this.#upper!, capsDropped))
+  }
+
+  /** The handle of a file just copied up: the copy-up's own descriptor when it kept one. */
+  #openCopy(p: UnionPath, c: { host: string; fd: number }, flags: number, capsDropped: boolean): number {
+    if (c.fd < 0) return this.#openHost(p, c.host, flags, true, this.#upper!, capsDropped)
+    this.#files.set(c.fd, { fh: c.fd, fd: c.fd, path: p, writable: true, flags: flags & ~O_TRUNC, branch: this.#upper!, sealed: false, capsDropped })
+    return c.fd
   }
 
   #openHost(p: UnionPath, host: string, flags: number, writable: boolean, branch: Branch, capsDropped = false): number {
@@ -888,8 +894,9 @@ export class LayerFs {
 
   async #copyUp(p: UnionPath, opts: CopyUpOptions, syscall: string): Promise<string> {
     if (!this.#copyCtx) throw new FsError('EROFS', syscall, p)
-    // The common case at once (a small file, its parent up); else the locked walk.
-    return copyUpNow(this.#copyCtx, p, opts, false)?.host ?? copyUp(this.#copyCtx, p, opts)
+    // A single file at once (small, or cached with nothing waiting), or on a worker; else the locked walk.
+    const ctx = this.#copyCtx
+    return copyUpNow(ctx, p, opts, false)?.host ?? copyUpOffThread(ctx, p, opts, false)?.then((c) => c.host) ?? copyUp(ctx, p, opts)
   }
 
   /** The host path of directory `dir` in the rw branch, copied up (with its parents) first if needed. */

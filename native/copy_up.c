@@ -292,14 +292,15 @@ static void async_complete(napi_env env, napi_status status, void* data) {
   free(a);
 }
 
-// copyUpFileAsync(...same) -> Promise<0 | -errno>, the copy on a libuv worker thread.
+// copyUpFileAsync(src, tmp, dst, parent, uid, gid, truncate, out[, keep]) -> Promise<0 | fd |
+// -errno>, the copy on a libuv worker thread. With `keep`, the promise's value is the copy's
+// descriptor: the caller must close it whatever it does next (lib/copyup/copyup.ts does).
 napi_value layerfs_copy_up_file_async(napi_env env, napi_callback_info info) {
   async_copy_t* a = calloc(1, sizeof *a);
   if (!a) return NULL;
   napi_value out_array, promise, name;
   if (!read_job(env, info, &a->job, &out_array)) { free(a); return NULL; }
   a->job.cached_only = 0;
-  a->job.keep = 0;  // a descriptor in a promise's result could leak unseen: the async copy closes it
   if (napi_create_reference(env, out_array, 1, &a->out_array) != napi_ok ||
       napi_create_promise(env, &a->deferred, &promise) != napi_ok) {
     free(a);

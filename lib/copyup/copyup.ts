@@ -119,48 +119,94 @@ function copyUpOne(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): Pr
   })
 }
 
+/** A lower regular file that can be copied up by itself: what copyUpNow and copyUpOffThread need. */
+interface SingleFile {
+  readonly res: Resolution
+  readonly src: string
+  readonly size: number
+  readonly dst: string
+  readonly parentHost: string
+}
+
 /**
- * The copy-up of `path`, done now on the JS thread, when it is a regular file of at most
- * SYNC_COPY_MAX_BYTES (or truncated at once), not hard-linked, whose parent already is in the rw
- * branch, and no other copy-up of it is under way. That is the common first write to a file,
- * and it then skips the lock and the promise hops of copyUp (about a fifth of a 4 KiB copy-up's
- * time in the daemon: docs/benchmarks.md §10). A file of up to IDLE_COPY_MAX_BYTES too, when no
- * other request is waiting (`ctx.idle`) and its data is in the page cache: no one waits on
- * the thread, and the copy reads no disk. Returns the copy's host path and, with
- * `keepOpen`, its descriptor (read-write, the caller's to close; else -1); the host path alone
- * when `path` already is in the rw branch; undefined when the case does not apply: use copyUp.
- * Throws as copyUp does.
+ * `path` when it is a regular file that is not hard-linked, whose parent already is in the rw
+ * branch, and no other copy-up of it is under way: it then needs no walk and no lock of others.
+ * `{ host }` when it already is in the rw branch; undefined for any other case (copyUp).
  */
-export function copyUpNow(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions, keepOpen: boolean): { host: string; fd: number } | undefined {
-  const { resolver, upper } = ctx
+function singleFile(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): SingleFile | { readonly host: string } | undefined {
   if (!canCopyUpInOneCall || path === '/') return undefined
-  const res = resolver.resolve(path)
+  const res = ctx.resolver.resolve(path)
   if (!res || isDirResolution(res)) return undefined
   const top = res.hits[0]!
-  if (top.branch === upper) return { host: top.host, fd: -1 }
+  if (top.branch === ctx.upper) return { host: top.host }
   if (!top.stats.isFile() || isHardLinkedFile(top.stats)) return undefined
-  const small = opts.truncate === true || top.stats.size <= SYNC_COPY_MAX_BYTES
-  if (!small && (top.stats.size > IDLE_COPY_MAX_BYTES || ctx.idle?.() !== true)) return undefined
   if (ctx.copyLocks.isHeld(path) || upperHost(ctx, parentOf(path)) === undefined) return undefined
-  const dst = upper.host(path)
-  const parentHost = opts.parentChangesNext ? '' : upper.host(parentOf(path))
+  const parentHost = opts.parentChangesNext ? '' : ctx.upper.host(parentOf(path))
+  return { res, src: top.host, size: top.stats.size, dst: ctx.upper.host(path), parentHost }
+}
+
+/**
+ * The copy-up of `path`, done now on the JS thread, when it is a single file (see singleFile)
+ * of at most SYNC_COPY_MAX_BYTES (or truncated at once). That is the common first write to a
+ * file, and it then skips the lock and the promise hops of copyUp (about a fifth of a 4 KiB
+ * copy-up's time in the daemon: docs/benchmarks.md §10). A file of up to IDLE_COPY_MAX_BYTES
+ * too, when no other request is waiting (`ctx.idle`) and its data is in the page cache: no one
+ * waits on the thread, and the copy reads no disk. Returns the copy's host path and, with
+ * `keepOpen`, its descriptor (read-write, the caller's to close; else -1); the host path alone
+ * when `path` already is in the rw branch; undefined when the case does not apply: use
+ * copyUpOffThread, then copyUp. Throws as copyUp does.
+ */
+export function copyUpNow(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions, keepOpen: boolean): { host: string; fd: number } | undefined {
+  const one = singleFile(ctx, path, opts)
+  if (!one || 'host' in one) return one && { host: one.host, fd: -1 }
+  const small = opts.truncate === true || one.size <= SYNC_COPY_MAX_BYTES
+  if (!small && (one.size > IDLE_COPY_MAX_BYTES || ctx.idle?.() !== true)) return undefined
   const tmp = ctx.work.tempPath('copyup')
   let made: ReturnType<typeof copyUpFileNow> | undefined
   try {
-    made = copyUpFileNow(top.host, tmp, dst, parentHost, ctx.work.owner, opts.truncate === true, keepOpen, !small)
+    made = copyUpFileNow(one.src, tmp, one.dst, one.parentHost, ctx.work.owner, opts.truncate === true, keepOpen, !small)
   } catch (e) {
     ctx.work.discard(tmp)
     rethrow(e, 'copyup', path)
   }
-  if (!made) return undefined // not in the page cache: the copy goes to a worker (copyUp)
+  if (!made) return undefined // not in the page cache: the copy goes to a worker (copyUpOffThread)
+  return recordSingle(ctx, path, one, made, opts)
+}
+
+/**
+ * The copy-up of a single file (see singleFile) on a worker thread, holding the file's copy-up
+ * lock: for the files copyUpNow leaves (large, not cached, or a request waiting), without
+ * copyUp's walk and its promise hops (docs/benchmarks.md §14). Resolves as copyUpNow returns
+ * (the descriptor with `keepOpen`); undefined when the case does not apply (or `path` already is
+ * in the rw branch): use copyUp. Rejects as copyUp does.
+ */
+export function copyUpOffThread(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions, keepOpen: boolean): Promise<{ host: string; fd: number }> | undefined {
+  const one = singleFile(ctx, path, opts)
+  if (!one || 'host' in one || opts.truncate) return undefined
+  // No holder (singleFile checked): run() starts at once, so no other copy-up can come between.
+  return ctx.copyLocks.run(path, async () => {
+    const tmp = ctx.work.tempPath('copyup')
+    let made: Awaited<ReturnType<typeof copyUpFileOffThread>>
+    try {
+      made = await copyUpFileOffThread(one.src, tmp, one.dst, one.parentHost, ctx.work.owner, keepOpen)
+    } catch (e) {
+      ctx.work.discard(tmp)
+      rethrow(e, 'copyup', path)
+    }
+    return recordSingle(ctx, path, one, { ...made, offThread: true }, opts)
+  })
+}
+
+/** After a single file's copy: warnings, the cache and counts told; the descriptor closed if that fails. */
+function recordSingle(ctx: CopyUpContext, path: UnionPath, one: SingleFile, made: CopiedFile & Made & { readonly fd: number }, opts: CopyUpOptions): { host: string; fd: number } {
   warnOfXattrFailures(path, made)
   try {
-    recordCopy(ctx, path, res, dst, made, opts)
+    recordCopy(ctx, path, one.res, one.dst, made, opts)
   } catch (e) {
     if (made.fd >= 0) fs.closeSync(made.fd) // the copy is in place; only the handle is lost
     throw e
   }
-  return { host: dst, fd: made.fd }
+  return { host: one.dst, fd: made.fd }
 }
 
 /** After a copy-up of `path` (resolved as `res`) to `dst`: the inode keeps its number, the cache learns the copy. */

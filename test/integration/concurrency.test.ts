@@ -42,8 +42,9 @@ describe.skipIf(fuseUnavailable())('concurrency: 16 processes on overlapping pat
   const mountIt = useMount()
 
   it('16 writers racing on the copy-up of one lower file: copied once, every acknowledged write kept', async () => {
-    const lower = Buffer.alloc(24 * REC, 'lower!')
-    const m = await mountIt({ A: {}, B: { d: {} } }, { prepare: (fx) => { for (let f = 0; f < 4; f++) fs.writeFileSync(`${fx.dir('B')}/d/shared${f}`, lower) } })
+    // The last one is over 8 MiB: always copied on a worker (copyUpOffThread), while the other opens wait.
+    const lowers = [24, 24, 24, 2400].map((n) => Buffer.alloc(n * REC, 'lower!'))
+    const m = await mountIt({ A: {}, B: { d: {} } }, { prepare: (fx) => { for (let f = 0; f < 4; f++) fs.writeFileSync(`${fx.dir('B')}/d/shared${f}`, lowers[f]!) } })
     for (let f = 0; f < 4; f++) {
       const acks = await workers(m, WORKERS, `
 i = int(sys.argv[1])
@@ -57,6 +58,7 @@ print(json.dumps('ack'))`, () => [])
     await m.unmount()
     for (let f = 0; f < 4; f++) {
       const got = fs.readFileSync(`${m.dir('A')}/d/shared${f}`)
+      const lower = lowers[f]!
       expect(got.length).toBe(lower.length)
       for (let i = 0; i < WORKERS; i++) {
         expect(got.subarray(i * REC, (i + 1) * REC).toString(), `write of worker ${i} to shared${f}`).toBe(`W${String(i).padStart(2, '0')}`.repeat(REC).slice(0, REC))

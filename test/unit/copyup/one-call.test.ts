@@ -318,6 +318,27 @@ describe.skipIf(!built)('a larger file copied at once when no request waits (cop
     expect(fs.readdirSync(`${up}/.wh..wh.layerfs.work`)).toEqual([])
   })
 
+  it('copies a single file on a worker without the locked walk: the copy\'s own descriptor is the handle, a second open waits for it', async () => {
+    const { core, up, low, data } = await stack(['a'], MiB)
+    core.setIdleCheck(() => false) // a request waits: on a worker
+    const first = core.open('/d/a', O_WRONLY)
+    const second = core.open('/d/a', O_WRONLY) // while the first copy is under way
+    expect(first).toBeInstanceOf(Promise)
+    expect(second).toBeInstanceOf(Promise)
+    const [h1, h2] = await Promise.all([first, second])
+    const { O_RDWR, O_ACCMODE = 3 } = fs.constants as typeof fs.constants & { O_ACCMODE?: number }
+    expect(fdFlags(core.hostFd(h1)) & O_ACCMODE).toBe(O_RDWR) // the copy-up's descriptor, not a second open
+    expect(fdFlags(core.hostFd(h2)) & O_ACCMODE).toBe(fs.constants.O_WRONLY) // opened after the copy
+    expect(fs.fstatSync(core.hostFd(h1)).ino).toBe(fs.lstatSync(`${up}/d/a`).ino)
+    expect(fs.fstatSync(core.hostFd(h2)).ino).toBe(fs.lstatSync(`${up}/d/a`).ino)
+    expect(await core.write(h1, Buffer.from('W'), 1, 0)).toBe(1)
+    core.release(h1)
+    core.release(h2)
+    expectCopied(up, low, 'a', data.get('a')!)
+    expect(core.copyUps).toEqual({ files: 1, filesOffThread: 1, dirs: 0, others: 0 }) // copied once
+    expect(fs.readdirSync(`${up}/.wh..wh.layerfs.work`)).toEqual([])
+  })
+
   it('leaves a file over IDLE_COPY_MAX_BYTES to the worker, idle or not', async () => {
     const { IDLE_COPY_MAX_BYTES } = await import('../../../lib/fs.js')
     const { core, up, low, data } = await stack(['huge'], IDLE_COPY_MAX_BYTES + 4096)
