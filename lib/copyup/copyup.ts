@@ -65,16 +65,47 @@ export interface CopyUpOptions {
 export async function copyUp(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions = {}): Promise<string> {
   const up = upperHost(ctx, path)
   if (up !== undefined) return up
-  for (const dir of ancestorsAndSelf(parentOf(path))) await copyUpOne(ctx, dir, {})
+  await copyUpDirChain(ctx, parentOf(path))
   return copyUpOne(ctx, path, opts)
 }
 
 /**
  * Ensures the directory `dir` (and its parents) exists in the rw branch; returns its host path.
- * When it is already there (the common case) the answer comes at once, without a promise.
+ * When it is already there (the common case), or no copy-up in its chain is under way, the
+ * answer comes at once, without a promise.
  */
 export function copyUpDirChain(ctx: CopyUpContext, dir: UnionPath): string | Promise<string> {
-  return upperHost(ctx, dir) ?? copyDirsUp(ctx, dir)
+  return upperHost(ctx, dir) ?? dirChainNow(ctx, dir) ?? copyDirsUp(ctx, dir)
+}
+
+/**
+ * Copies up the directories of `dir`'s chain that are not up yet, now on the JS thread, when no
+ * copy-up of any of them is under way (each is a mkdir, its attributes and a rename: no data,
+ * nothing to wait for); returns `dir`'s host path. Undefined, with nothing done, when one of them
+ * is being copied up or is not a directory: the locked walk (copyDirsUp) then waits or gives the error.
+ */
+function dirChainNow(ctx: CopyUpContext, dir: UnionPath): string | undefined {
+  const chain = ancestorsAndSelf(dir)
+  if (chain.some((d) => ctx.copyLocks.isHeld(d))) return undefined
+  const todo: [UnionPath, Resolution][] = []
+  for (const d of chain) {
+    const res = ctx.resolver.resolve(d)
+    if (!res || !isDirResolution(res)) return undefined
+    if (res.hits[0]!.branch !== ctx.upper) todo.push([d, res])
+  }
+  for (const [d, res] of todo) {
+    const dst = ctx.upper.host(d)
+    const tmp = ctx.work.tempPath('copyup')
+    let made: Made
+    try {
+      made = copyDirStepByStep(ctx, d, res.hits[0]!.host, tmp, dst, ctx.upper.host(parentOf(d)))
+    } catch (e) {
+      ctx.work.discard(tmp)
+      rethrow(e, 'copyup', d)
+    }
+    recordCopy(ctx, d, res, dst, made, {})
+  }
+  return ctx.upper.host(dir)
 }
 
 async function copyDirsUp(ctx: CopyUpContext, dir: UnionPath): Promise<string> {
@@ -106,9 +137,11 @@ function copyUpOne(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): Pr
     const tmp = ctx.work.tempPath('copyup')
     let made: Made
     try {
-      made = canCopyUpInOneCall && top.stats.isFile() && !isDirResolution(res)
-        ? await copyFileInOneCall(ctx, path, top.host, top.stats.size, tmp, dst, parentHost, opts)
-        : await copyStepByStep(ctx, path, top.host, tmp, dst, parentHost, isDirResolution(res), opts)
+      made = isDirResolution(res)
+        ? copyDirStepByStep(ctx, path, top.host, tmp, dst, parentHost)
+        : canCopyUpInOneCall && top.stats.isFile()
+          ? await copyFileInOneCall(ctx, path, top.host, top.stats.size, tmp, dst, parentHost, opts)
+          : await copyStepByStep(ctx, path, top.host, tmp, dst, parentHost, opts)
     } catch (e) {
       ctx.work.discard(tmp)
       rethrow(e, 'copyup', path)
@@ -129,9 +162,10 @@ interface SingleFile {
 }
 
 /**
- * `path` when it is a regular file that is not hard-linked, whose parent already is in the rw
- * branch, and no other copy-up of it is under way: it then needs no walk and no lock of others.
- * `{ host }` when it already is in the rw branch; undefined for any other case (copyUp).
+ * `path` when it is a regular file that is not hard-linked, no other copy-up of it is under way,
+ * and its parent is in the rw branch (copied up here at once when no copy-up in its chain is
+ * under way): it then needs no walk and no lock of others. `{ host }` when it already is in the
+ * rw branch; undefined for any other case (copyUp).
  */
 function singleFile(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): SingleFile | { readonly host: string } | undefined {
   if (!canCopyUpInOneCall || path === '/') return undefined
@@ -139,8 +173,9 @@ function singleFile(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): S
   if (!res || isDirResolution(res)) return undefined
   const top = res.hits[0]!
   if (top.branch === ctx.upper) return { host: top.host }
-  if (!top.stats.isFile() || isHardLinkedFile(top.stats)) return undefined
-  if (ctx.copyLocks.isHeld(path) || upperHost(ctx, parentOf(path)) === undefined) return undefined
+  if (!top.stats.isFile() || isHardLinkedFile(top.stats) || ctx.copyLocks.isHeld(path)) return undefined
+  // Its parents up first, at once unless one of them is being copied up (then: copyUp).
+  if (upperHost(ctx, parentOf(path)) === undefined && dirChainNow(ctx, parentOf(path)) === undefined) return undefined
   const parentHost = opts.parentChangesNext ? '' : ctx.upper.host(parentOf(path))
   return { res, src: top.host, size: top.stats.size, dst: ctx.upper.host(path), parentHost }
 }
@@ -299,24 +334,41 @@ function warnOfXattrFailures(path: UnionPath, c: CopiedFile): void {
   }
 }
 
-/** Any entry's copy-up in Node calls: build the copy, rename it into place, give the parent back its times. */
-async function copyStepByStep(ctx: CopyUpContext, path: UnionPath, srcHost: string, tmp: string, dst: string, parentHost: string, isDir: boolean, opts: CopyUpOptions): Promise<Made> {
-  const parentStats = parentHost ? lstatOrUndefined(parentHost) : undefined
-  const src = lstatOrUndefined(srcHost)
-  if (!src) throw new FsError('ENOENT', 'copyup', path) // the lower entry vanished underneath
-  const xattrs = await buildCopy(srcHost, src, tmp, isDir, opts, ctx.work.owner)
-  mutate('rename copy-up', dst, () => fs.renameSync(tmp, dst))
-  // Linking the copy into its parent changed the parent's mtime; give it back (as overlayfs).
-  if (parentStats) restoreTimes(parentHost, parentStats)
-  return { stats: undefined, xattrs, offThread: !isDir && !opts.truncate && src.isFile() && src.size > SYNC_COPY_MAX_BYTES }
+/** Any non-directory entry's copy-up in Node calls: build the copy, rename it into place, give the parent back its times. */
+async function copyStepByStep(ctx: CopyUpContext, path: UnionPath, srcHost: string, tmp: string, dst: string, parentHost: string, opts: CopyUpOptions): Promise<Made> {
+  const { src, parentStats } = sourceAndParent(path, srcHost, parentHost)
+  const xattrs = await buildCopy(srcHost, src, tmp, opts, ctx.work.owner)
+  placeCopy(tmp, dst, parentHost, parentStats)
+  return { stats: undefined, xattrs, offThread: !opts.truncate && src.isFile() && src.size > SYNC_COPY_MAX_BYTES }
 }
 
-/** Builds the copy at `tmp`; returns the number of xattrs it carried. `owner`: who creates entries in the work area. */
-async function buildCopy(srcHost: string, st: FileStats, tmp: string, isDir: boolean, opts: CopyUpOptions, owner?: { uid: number; gid: number }): Promise<number> {
+/** A directory's copy-up, the same steps, all synchronous (no data to copy): mkdir, attributes, rename. */
+function copyDirStepByStep(ctx: CopyUpContext, path: UnionPath, srcHost: string, tmp: string, dst: string, parentHost: string): Made {
+  const { src, parentStats } = sourceAndParent(path, srcHost, parentHost)
+  fs.mkdirSync(tmp, { mode: 0o700 })
+  const xattrs = copyAttrs(srcHost, src, tmp, ctx.work.owner)
+  placeCopy(tmp, dst, parentHost, parentStats)
+  return { stats: undefined, xattrs }
+}
+
+/** The source's stats (ENOENT when it vanished underneath) and the parent's, before the copy changes it ('' for none). */
+function sourceAndParent(path: UnionPath, srcHost: string, parentHost: string): { src: FileStats; parentStats: FileStats | undefined } {
+  const parentStats = parentHost ? lstatOrUndefined(parentHost) : undefined
+  const src = lstatOrUndefined(srcHost)
+  if (!src) throw new FsError('ENOENT', 'copyup', path)
+  return { src, parentStats }
+}
+
+/** Renames the finished copy into place, then gives the parent back the times the link changed (as overlayfs). */
+function placeCopy(tmp: string, dst: string, parentHost: string, parentStats: FileStats | undefined): void {
+  mutate('rename copy-up', dst, () => fs.renameSync(tmp, dst))
+  if (parentStats) restoreTimes(parentHost, parentStats)
+}
+
+/** Builds the copy of a non-directory at `tmp`; returns the number of xattrs it carried. `owner`: who creates entries in the work area. */
+async function buildCopy(srcHost: string, st: FileStats, tmp: string, opts: CopyUpOptions, owner?: { uid: number; gid: number }): Promise<number> {
   let mode: number | undefined // set by the copy itself
-  if (isDir) {
-    fs.mkdirSync(tmp, { mode: 0o700 })
-  } else if (st.isFile()) {
+  if (st.isFile()) {
     if (opts.truncate) fs.writeFileSync(tmp, '', { mode: 0o600, flag: 'wx' })
     else {
       await copyFileData(srcHost, tmp, st.size)
