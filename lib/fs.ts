@@ -170,7 +170,7 @@ export async function copyUpFileOffThread(src: string, tmp: string, dst: string,
 
 /**
  * copyUpFileOffThread on the JS thread, whatever the size (callers keep it for small files, or
- * for cached ones when no request waits). With `keepOpen`, `fd` is the copy's descriptor, open
+ * for cached ones when no request waits); `src` may also be a directory (no data, no flags). With `keepOpen`, `fd` is the copy's descriptor, open
  * read-write and the caller's to close; else -1. With `cachedOnly`, undefined (and nothing done)
  * when the source's data is not in the page cache (all but 1/16 of its pages at most): a copy
  * that would read the disk does not belong on the JS thread. `truncate`: no data to copy.

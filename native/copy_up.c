@@ -149,23 +149,35 @@ static int mostly_cached(int fd, off_t size) {
   return cs.nr_cache * 16 >= pages * 15;
 }
 
+// A directory goes through the same steps without data: made with mkdir (0700) and opened, its
+// owner, mode, xattrs and times set on that descriptor, renamed into place (the JS walk of
+// parents, lib/copyup/copyup.ts copyDirStepByStep, calls this for each directory).
 static void copy_up(copy_job_t* j) {
   struct stat st, parent;
   int have_parent = j->parent[0] && stat(j->parent, &parent) == 0;
   int in = open(j->src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (in < 0) { j->err = errno; return; }
-  int out = -1, err = 0;
+  int out = -1, err = 0, made = 0, dir = 0;
   if (fstat(in, &st) != 0) { err = errno; goto fail; }
-  if (!S_ISREG(st.st_mode)) { err = EINVAL; goto fail; }
+  dir = S_ISDIR(st.st_mode);
+  if (!S_ISREG(st.st_mode) && !dir) { err = EINVAL; goto fail; }
+  if (dir && (j->keep || j->truncate || j->cached_only)) { err = EINVAL; goto fail; }
   if (j->cached_only && !j->truncate && !mostly_cached(in, st.st_size)) { err = EAGAIN; goto fail; }
-  out = open(j->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (dir) {
+    if (mkdir(j->tmp, 0700) != 0) { err = errno; goto fail; }
+    made = 1;
+    out = open(j->tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  } else {
+    out = open(j->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    made = out >= 0;
+  }
   if (out < 0) { err = errno; goto fail; }
-  if (!j->truncate && st.st_size > 0 && (err = copy_data(in, out, st.st_dev, st.st_size))) goto fail;
+  if (!dir && !j->truncate && st.st_size > 0 && (err = copy_data(in, out, st.st_dev, st.st_size))) goto fail;
   mode_t mode = st.st_mode & 07777;
   if (st.st_uid != j->uid || st.st_gid != j->gid) {
     if (fchown(out, st.st_uid, st.st_gid) != 0) { err = errno; goto fail; }
     if (fchmod(out, mode) != 0) { err = errno; goto fail; }  // after the chown: it clears setid bits
-  } else if (mode != 0600 && fchmod(out, mode) != 0) {
+  } else if (mode != (dir ? 0700 : 0600) && fchmod(out, mode) != 0) {
     err = errno;
     goto fail;
   }
@@ -184,9 +196,10 @@ static void copy_up(copy_job_t* j) {
   }
   return;
 fail:
-  if (out >= 0) {
-    close(out);
-    unlink(j->tmp);
+  if (out >= 0) close(out);
+  if (made) {
+    if (dir) rmdir(j->tmp);
+    else unlink(j->tmp);
   }
   close(in);
   j->err = err;
@@ -254,7 +267,7 @@ static double finish(napi_env env, copy_job_t* j, napi_value out_array) {
 }
 
 // copyUpFile(src, tmp, dst, parent, uid, gid, truncate, out[, keep[, cachedOnly]]) -> 0 | -errno,
-// on the JS thread; with `keep`, the copy's descriptor (open read-write, close-on-exec) instead of
+// on the JS thread (src a regular file, or a directory without the flags); with `keep`, the copy's descriptor (open read-write, close-on-exec) instead of
 // 0; with `cachedOnly`, -EAGAIN and nothing done when the source's data is not in the page cache
 // (mostly_cached).
 napi_value layerfs_copy_up_file(napi_env env, napi_callback_info info) {

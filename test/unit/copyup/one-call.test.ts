@@ -62,6 +62,9 @@ function makeLower(fx: Fixture): string {
     fs.chmodSync(`${low}/d/private`, 0o2750) // chown cleared it
   }
   fs.chmodSync(`${low}/d`, 0o750)
+  xattr.setAttributeSync(`${low}/d/e`, 'user.dir', Buffer.from('on a directory'))
+  if (root) fs.chownSync(`${low}/d/e`, 4321, 8765)
+  fs.chmodSync(`${low}/d/e`, 0o2771)
   fs.utimesSync(`${low}/d`, 2_000_000, 2_000_000)
   fs.utimesSync(`${low}/d/e`, 2_000_001, 2_000_001)
   return low
@@ -127,6 +130,8 @@ describe.skipIf(!built)('copy-up in one addon call', () => {
     expect(xattr.getAttributeSync(up + '/d/xattrs', 'user.large')).toEqual(Buffer.alloc(3000, 7))
     expect([st('/d').mode & 0o7777, st('/d').mtimeMs]).toEqual([0o750, 2_000_000_000]) // restored after linking the copies in
     expect(st('/d/e').mtimeMs).toBe(2_000_001_000)
+    expect([st('/d/e').mode & 0o7777, xattr.getAttributeSync(up + '/d/e', 'user.dir')?.toString()]).toEqual([0o2771, 'on a directory'])
+    if (root) expect([st('/d/e').uid, st('/d/e').gid]).toEqual([4321, 8765])
     if (root) expect([st('/d/private').uid, st('/d/private').gid, st('/d/private').mode & 0o7777]).toEqual([1234, 5678, 0o2750])
   })
 
