@@ -8,7 +8,7 @@ import type { PrefetchedDir } from './branches/prefetched.js'
 import type { ReadAheadDir } from './branches/read-ahead.js'
 import { BranchHit, isDirResolution, Resolver, type NameIndex, type Resolution } from './branches/resolve.js'
 import { BranchStack, type BranchSpec } from './branches/stack.js'
-import { copyUp, copyUpDirChain, copyUpNow, copyUpOffThread, identityOf, type CopyUpContext, type CopyUpCounts, type CopyUpOptions } from './copyup/copyup.js'
+import { copyUp, copyUpDirChain, copyUpSingle, identityOf, type CopyUpContext, type CopyUpCounts, type CopyUpOptions } from './copyup/copyup.js'
 import { LinkGroups } from './copyup/link-groups.js'
 import { PathLocks } from './copyup/locks.js'
 import { WorkArea } from './copyup/work-area.js'
@@ -309,14 +309,13 @@ export class LayerFs {
     const copy: CopyUpOptions = { truncate: (flags & O_TRUNC) !== 0, onCopied: (c) => { capsDropped = c.xattrs === 0 } }
     const ctx = this.#copyCtx
     if (!ctx) return Promise.reject(new FsError('EROFS', 'open', p))
-    // The common case, at once: the copy's own descriptor becomes the handle (one open less).
-    const keep = (flags & FLAGS_OF_THEIR_OWN) === 0
-    const now = copyUpNow(ctx, p, copy, keep)
-    if (now) return this.#openCopy(p, now, hostFlags, capsDropped)
-    // The same single file on a worker (large, uncached, or a request waiting), else the locked
-    // walk (not #copyUp, which would ask both again).
-    return copyUpOffThread(ctx, p, copy, keep)?.then((c) => this.#openCopy(p, c, hostFlags, capsDropped)) ??
-      copyUp(ctx, p, copy).then((host) => this.#openHost(p, host, hostFlags, true, this.#upper!, capsDropped))
+    // The common case, a single file at once (or on a worker when large, uncached, or a request
+    // waits): the copy's own descriptor becomes the handle (one open less).
+    const single = copyUpSingle(ctx, p, copy, (flags & FLAGS_OF_THEIR_OWN) === 0)
+    if (single instanceof Promise) return single.then((c) => this.#openCopy(p, c, hostFlags, capsDropped))
+    if (single) return this.#openCopy(p, single, hostFlags, capsDropped)
+    // copyUpSingle does not apply: the locked walk (not #copyUp, which would ask it again).
+    return copyUp(ctx, p, copy).then((host) => this.#openHost(p, host, hostFlags, true, this.#upper!, capsDropped))
   }
 
   /** The handle of a file just copied up: the copy-up's own descriptor when it kept one. */
@@ -895,8 +894,8 @@ export class LayerFs {
   async #copyUp(p: UnionPath, opts: CopyUpOptions, syscall: string): Promise<string> {
     if (!this.#copyCtx) throw new FsError('EROFS', syscall, p)
     // A single file at once (small, or cached with nothing waiting), or on a worker; else the locked walk.
-    const ctx = this.#copyCtx
-    return copyUpNow(ctx, p, opts, false)?.host ?? copyUpOffThread(ctx, p, opts, false)?.then((c) => c.host) ?? copyUp(ctx, p, opts)
+    const single = copyUpSingle(this.#copyCtx, p, opts, false)
+    return single ? (await single).host : copyUp(this.#copyCtx, p, opts)
   }
 
   /** The host path of directory `dir` in the rw branch, copied up (with its parents) first if needed. */

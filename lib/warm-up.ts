@@ -73,7 +73,7 @@ async function exercise(core: LayerFs): Promise<void> {
   await core.write(fh, buf, 4096, 0)
   core.fgetattr('/d/f', fh)
   core.release(fh)
-  fh = await core.open('/d/k', O_WRONLY) // its parent is up now: the copy-up at once (copyUpNow)
+  fh = await core.open('/d/k', O_WRONLY) // its parent is up now: the copy-up at once (copyUpSingle)
   await core.write(fh, buf, 1, 0)
   core.release(fh)
   core.release(await core.open('/d/e/h', O_RDWR | O_TRUNC)) // copy-up without the data

@@ -25,7 +25,7 @@ export interface CopyUpContext {
   /**
    * Whether no other request waits for the JS thread now (the FUSE transport polls its queue).
    * Then files of up to IDLE_COPY_MAX_BYTES whose data is in the page cache are copied on the JS
-   * thread too (copyUpNow and the locked walk alike).
+   * thread too (copyAtOnce: copyUpSingle and the locked walk alike).
    */
   readonly idle?: () => boolean
   /** Told each copy-up done (layerfs status). */
@@ -152,7 +152,7 @@ function copyUpOne(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): Pr
   })
 }
 
-/** A lower regular file that can be copied up by itself: what copyUpNow and copyUpOffThread need. */
+/** A lower regular file that can be copied up by itself (copyUpSingle). */
 interface SingleFile {
   readonly res: Resolution
   readonly src: string
@@ -181,55 +181,51 @@ function singleFile(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions): S
 }
 
 /**
- * The copy-up of `path`, done now on the JS thread, when it is a single file (see singleFile)
- * of at most SYNC_COPY_MAX_BYTES (or truncated at once). That is the common first write to a
- * file, and it then skips the lock and the promise hops of copyUp (about a fifth of a 4 KiB
- * copy-up's time in the daemon: docs/benchmarks.md §10). A file of up to IDLE_COPY_MAX_BYTES
- * too, when no other request is waiting (`ctx.idle`) and its data is in the page cache: no one
- * waits on the thread, and the copy reads no disk. Returns the copy's host path and, with
+ * The copy-up of `path` when it is a single file (see singleFile), without copyUp's walk: on the
+ * JS thread when it can be (copyAtOnce: small, or cached with no request waiting), else on a
+ * worker holding the file's copy-up lock. That is the common first write to a file; at once it
+ * skips the lock and the promise hops of copyUp (about a fifth of a 4 KiB copy-up's time in the
+ * daemon: docs/benchmarks.md §10). Returns (or resolves with) the copy's host path and, with
  * `keepOpen`, its descriptor (read-write, the caller's to close; else -1); the host path alone
- * when `path` already is in the rw branch; undefined when the case does not apply: use
- * copyUpOffThread, then copyUp. Throws as copyUp does.
+ * when `path` already is in the rw branch; undefined when the case does not apply: use copyUp.
+ * Throws (or rejects) as copyUp does.
  */
-export function copyUpNow(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions, keepOpen: boolean): { host: string; fd: number } | undefined {
+export function copyUpSingle(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions, keepOpen: boolean): { host: string; fd: number } | Promise<{ host: string; fd: number }> | undefined {
   const one = singleFile(ctx, path, opts)
   if (!one || 'host' in one) return one && { host: one.host, fd: -1 }
-  const small = opts.truncate === true || one.size <= SYNC_COPY_MAX_BYTES
-  if (!small && (one.size > IDLE_COPY_MAX_BYTES || ctx.idle?.() !== true)) return undefined
   const tmp = ctx.work.tempPath('copyup')
   let made: ReturnType<typeof copyUpFileNow> | undefined
   try {
-    made = copyUpFileNow(one.src, tmp, one.dst, one.parentHost, ctx.work.owner, opts.truncate === true, keepOpen, !small)
+    made = copyAtOnce(ctx, one.src, tmp, one.dst, one.parentHost, one.size, opts.truncate === true, keepOpen)
   } catch (e) {
     ctx.work.discard(tmp)
     rethrow(e, 'copyup', path)
   }
-  if (!made) return undefined // not in the page cache: the copy goes to a worker (copyUpOffThread)
-  return recordSingle(ctx, path, one, made, opts)
-}
-
-/**
- * The copy-up of a single file (see singleFile) on a worker thread, holding the file's copy-up
- * lock: for the files copyUpNow leaves (large, not cached, or a request waiting), without
- * copyUp's walk and its promise hops (docs/benchmarks.md §14). Resolves as copyUpNow returns
- * (the descriptor with `keepOpen`); undefined when the case does not apply (or `path` already is
- * in the rw branch): use copyUp. Rejects as copyUp does.
- */
-export function copyUpOffThread(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOptions, keepOpen: boolean): Promise<{ host: string; fd: number }> | undefined {
-  const one = singleFile(ctx, path, opts)
-  if (!one || 'host' in one || opts.truncate) return undefined
-  // No holder (singleFile checked): run() starts at once, so no other copy-up can come between.
+  if (made) return recordSingle(ctx, path, one, made, opts)
+  // On a worker (nothing was made at tmp). No holder (singleFile checked): run() starts at once,
+  // so no other copy-up can come between.
   return ctx.copyLocks.run(path, async () => {
-    const tmp = ctx.work.tempPath('copyup')
-    let made: Awaited<ReturnType<typeof copyUpFileOffThread>>
+    let off: Awaited<ReturnType<typeof copyUpFileOffThread>>
     try {
-      made = await copyUpFileOffThread(one.src, tmp, one.dst, one.parentHost, ctx.work.owner, keepOpen)
+      off = await copyUpFileOffThread(one.src, tmp, one.dst, one.parentHost, ctx.work.owner, keepOpen)
     } catch (e) {
       ctx.work.discard(tmp)
       rethrow(e, 'copyup', path)
     }
-    return recordSingle(ctx, path, one, { ...made, offThread: true }, opts)
+    return recordSingle(ctx, path, one, { ...off, offThread: true }, opts)
   })
+}
+
+/**
+ * A regular file's copy in one addon call on the JS thread, when that is allowed: at most
+ * SYNC_COPY_MAX_BYTES (or truncated), or at most IDLE_COPY_MAX_BYTES when no other request is
+ * waiting (`ctx.idle`) and its data is in the page cache. Undefined, with nothing made at `tmp`:
+ * the copy is a worker's.
+ */
+function copyAtOnce(ctx: CopyUpContext, src: string, tmp: string, dst: string, parentHost: string, size: number, truncate: boolean, keepOpen: boolean): ReturnType<typeof copyUpFileNow> | undefined {
+  if (truncate || size <= SYNC_COPY_MAX_BYTES) return copyUpFileNow(src, tmp, dst, parentHost, ctx.work.owner, truncate, keepOpen)
+  if (size > IDLE_COPY_MAX_BYTES || ctx.idle?.() !== true) return undefined
+  return copyUpFileNow(src, tmp, dst, parentHost, ctx.work.owner, false, keepOpen, true)
 }
 
 /** After a single file's copy: warnings, the cache and counts told; the descriptor closed if that fails. */
@@ -315,14 +311,8 @@ interface Made {
 
 /** A regular file's copy-up in one addon call: the copy, its attributes, the rename, the parent's times. */
 async function copyFileInOneCall(ctx: CopyUpContext, path: UnionPath, src: string, size: number, tmp: string, dst: string, parentHost: string, opts: CopyUpOptions): Promise<Made> {
-  const truncate = opts.truncate === true
-  // On the JS thread when small, or when nothing waits and the data is cached (as in copyUpNow).
-  const now = truncate || size <= SYNC_COPY_MAX_BYTES
-    ? copyUpFileNow(src, tmp, dst, parentHost, ctx.work.owner, truncate, false)
-    : size <= IDLE_COPY_MAX_BYTES && ctx.idle?.() === true
-      ? copyUpFileNow(src, tmp, dst, parentHost, ctx.work.owner, false, false, true)
-      : undefined
-  const c = now ?? { ...await copyUpFileOffThread(src, tmp, dst, parentHost, ctx.work.owner), offThread: true }
+  const c = copyAtOnce(ctx, src, tmp, dst, parentHost, size, opts.truncate === true, false) ??
+    { ...await copyUpFileOffThread(src, tmp, dst, parentHost, ctx.work.owner), offThread: true }
   warnOfXattrFailures(path, c)
   return c
 }

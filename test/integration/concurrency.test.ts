@@ -42,7 +42,7 @@ describe.skipIf(fuseUnavailable())('concurrency: 16 processes on overlapping pat
   const mountIt = useMount()
 
   it('16 writers racing on the copy-up of one lower file: copied once, every acknowledged write kept', async () => {
-    // The last one is over 8 MiB: always copied on a worker (copyUpOffThread), while the other opens wait.
+    // The last one is over 8 MiB: always copied on a worker (copyUpSingle), while the other opens wait.
     const lowers = [24, 24, 24, 2400].map((n) => Buffer.alloc(n * REC, 'lower!'))
     const m = await mountIt({ A: {}, B: { d: {} } }, { prepare: (fx) => { for (let f = 0; f < 4; f++) fs.writeFileSync(`${fx.dir('B')}/d/shared${f}`, lowers[f]!) } })
     for (let f = 0; f < 4; f++) {

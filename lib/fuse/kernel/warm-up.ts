@@ -55,7 +55,7 @@ async function talk(k: ScratchKernel): Promise<void> {
   await k.send(Op.GETXATTR, g, Buffer.concat([u32s(0, 0), cstr('security.capability')]), true) // ENODATA
   await k.send(Op.WRITE, g, Buffer.concat([io(fh, 0, 4096), Buffer.alloc(4096, 2)]))
   await k.send(Op.RELEASE, g, release(fh))
-  // Its parent is up now: the common copy-up, at once (copyUpNow).
+  // Its parent is up now: the common copy-up, at once (copyUpSingle).
   const kf = await k.lookup(d, 'k')
   fh = u64(await k.send(Op.OPEN, kf, u32s(O_WRONLY, 0)), 0)
   await k.send(Op.GETXATTR, kf, Buffer.concat([u32s(0, 0), cstr('security.capability')]), true) // ENODATA

@@ -212,7 +212,7 @@ function fdFlags(fd: number): number {
   return parseInt(/^flags:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!, 8)
 }
 
-describe.skipIf(!built)('the common copy-up, at once (copyUpNow)', () => {
+describe.skipIf(!built)('the common copy-up, at once (copyUpSingle)', () => {
   const { O_APPEND, O_RDWR, O_ACCMODE = 3 } = fs.constants as typeof fs.constants & { O_ACCMODE?: number }
   const big = 'b'.repeat(300 * 1024) // over SYNC_COPY_MAX_BYTES: copied off the JS thread
 
@@ -281,7 +281,7 @@ describe.skipIf(!built)('the common copy-up, at once (copyUpNow)', () => {
   })
 })
 
-describe.skipIf(!built)('a larger file copied at once when no request waits (copyUpNow, ctx.idle)', () => {
+describe.skipIf(!built)('a larger file copied at once when no request waits (copyUpSingle, ctx.idle)', () => {
   const MiB = 1024 * 1024
   const TMPFS_MAGIC = 0x01021994
 
