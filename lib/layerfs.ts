@@ -9,10 +9,12 @@ import type { ReadAheadDir } from './branches/read-ahead.js'
 import { BranchHit, isDirResolution, Resolver, type NameIndex, type Resolution } from './branches/resolve.js'
 import { BranchStack, type BranchSpec } from './branches/stack.js'
 import { copyUp, copyUpDirChain, copyUpSingle, identityOf, type CopyUpContext, type CopyUpCounts, type CopyUpOptions } from './copyup/copyup.js'
+import { carryOver } from './copyup/carry-over.js'
 import { LinkGroups } from './copyup/link-groups.js'
 import { PathLocks } from './copyup/locks.js'
 import { WorkArea } from './copyup/work-area.js'
 import { errnoName, FsError, rethrow } from './errors.js'
+import { createLogger } from './log.js'
 import {
   fs, fstatOf, getXattr, O_ACCMODE, listXattrs, lstatOrUndefined, mknod, mutate, removeXattr, setXattr, type FileStats,
 } from './fs.js'
@@ -30,6 +32,7 @@ const TREE_COPY_CONCURRENCY = 16
  * caller's uid (fuse-native), so the file is root's, and a setuid/setgid bit would make any
  * user's program a setuid-root one. The owner (root) may still chmod them on afterwards.
  */
+const log = createLogger('layerfs:union')
 const SETID_BITS = 0o6000
 const S_ISUID = 0o4000
 const S_ISGID = 0o2000
@@ -84,6 +87,11 @@ interface OpenFile {
   capsDropped?: boolean
   /** A new file's stats from create, for the attributes of the create's reply (used once). */
   created?: FileStats
+  /**
+   * The kernel reads and writes this rw-branch file itself (FUSE passthrough): its writes never
+   * reach layerfs, so a checkpoint carries the file over into the new rw branch (#carryOver).
+   */
+  passedThrough?: boolean
 }
 
 /** The read-only xattr naming the branch that supplies a path (docs/control.md). */
@@ -187,6 +195,37 @@ export class LayerFs {
       const root = wasUpper && moved?.from === before.root ? moved.to : f.branch.root
       f.branch = this.stack.all().find((b) => b.root === root) ?? f.branch
       if (wasUpper) f.sealed = true
+    }
+    if (moved) this.#carryOverPassedThrough()
+  }
+
+  /**
+   * After a checkpoint: the files of handles the kernel writes through itself move into the new
+   * rw branch, a copy staying in the sealed layer (copyup/carry-over.ts); every handle of such a
+   * file (the same inode) is then an ordinary handle of the new rw branch. When that fails, the
+   * handles stay sealed (their kernel writes land in the sealed layer) and the failure is logged.
+   */
+  #carryOverPassedThrough(): void {
+    const byFile = new Map<string, OpenFile[]>()
+    for (const f of this.#files.values()) {
+      if (!f.sealed) continue
+      const st = fstatOf(f.fd)
+      const key = `${st.dev}:${st.ino}`
+      byFile.set(key, [...byFile.get(key) ?? [], f])
+    }
+    for (const handles of byFile.values()) {
+      const direct = handles.find((f) => f.passedThrough)
+      if (!direct || !this.#copyCtx) continue
+      try {
+        carryOver(this.#copyCtx, direct.branch, direct.path, direct.fd)
+      } catch (e) {
+        log.warnOnce(`carry-over:${direct.path}`, 'checkpoint: %s stays in the sealed layer for its open handles: %s', direct.path, (e as Error).message)
+        continue
+      }
+      for (const f of handles) {
+        f.branch = this.#upper!
+        f.sealed = false
+      }
     }
   }
 
@@ -373,6 +412,37 @@ export class LayerFs {
   onRwBranch(fh: number): boolean {
     const f = this.#handle(fh, 'open')
     return f.writable || f.branch.writable
+  }
+
+  /** Whether handle `fh` was opened for writing. */
+  writable(fh: number): boolean {
+    return this.#handle(fh, 'open').writable
+  }
+
+  /**
+   * Whether the kernel may write handle `fh`'s rw-branch file itself (FUSE passthrough) with
+   * nothing lost: a regular file of the rw branch, neither hard-linked (a checkpoint carries one
+   * name over, #carryOver) nor setuid/setgid/capable (a write must drop those, which the kernel
+   * leaves to us: dropPrivileges). Decided at open: a chmod u+s by root while the file is open
+   * stays, as it would for root's own writes (only root's writers pass through: session.ts).
+   */
+  mayPassThrough(fh: number): boolean {
+    const f = this.#handle(fh, 'open')
+    if (f.branch !== this.#upper || f.sealed) return false
+    const st = fstatOf(f.fd)
+    if (!st.isFile() || st.nlink !== 1 || (st.mode & SETID_BITS) !== 0) return false
+    if (!f.capsDropped) {
+      const named = lstatOrUndefined(f.branch.host(f.path))
+      if (named?.ino !== st.ino || named.dev !== st.dev) return false
+      if (getXattr(f.branch.host(f.path), CAPABILITY_XATTR) !== undefined) return false
+      f.capsDropped = true
+    }
+    return true
+  }
+
+  /** Handle `fh` was handed to the kernel (FUSE passthrough) by the transport. */
+  passedThrough(fh: number): void {
+    this.#handle(fh, 'open').passedThrough = true
   }
 
   read(fh: number, buf: Buffer, len: number, pos: number): number {

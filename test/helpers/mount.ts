@@ -47,7 +47,7 @@ export function sh(script: string, opts: { cwd?: string; timeoutMs?: number } = 
 }
 
 /** The CLI (node dist/bin/layerfs.js ARGS). */
-export function cli(args: readonly string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+export function cli(args: readonly string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
   return run(process.execPath, [CLI, ...args], opts)
 }
 

@@ -306,11 +306,18 @@ print('got=' + os.pread(fd, 100, 0).decode(), flush=True)
   })
 
   it('writes through a shared mapping made before a checkpoint are in the sealed layer (the client flushes the kernel first)', async () => {
-    const m = await mountIt({ A: { f: 'a'.repeat(4096) }, B: {} })
+    const m = await mountIt({ A: { f: 'a'.repeat(4096) }, B: {} }, {
+      prepare: (fx) => {
+        fs.chmodSync(fx.root, 0o755)
+        fs.chmodSync(`${fx.dir('A')}/f`, 0o666)
+      },
+    })
     m.forgetRo()
     // The page stays dirty in the kernel (no msync, no munmap) until the checkpoint's syncfs;
-    // without it the kernel would send it after the checkpoint, into the new rw branch.
-    const mapper = child('python3', ['-c', `
+    // without it the kernel would send it after the checkpoint, into the new rw branch. The
+    // mapper is not root: root's writer would pass through (docs/transport.md), its mapping
+    // then being the branch file's own.
+    const mapper = child('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '/usr/bin/python3', '-c', `
 import mmap, os, sys
 fd = os.open('mnt/f', os.O_RDWR)
 mm = mmap.mmap(fd, 4096)

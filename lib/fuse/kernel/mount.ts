@@ -58,6 +58,8 @@ export async function mountKernel(core: LayerFs, mountpoint: string, o: KernelMo
     entryTimeout: o.entryTimeout, attrTimeout: o.attrTimeout, negativeTimeout: o.negativeTimeout,
     keepCache: o.keepCache, passthrough: o.passthrough, maxIo: MAX_IO,
     pollMicros: o.busyPollMicros, writebackCache: o.writebackCache,
+    // LAYERFS_PASS_WRITERS=0: rw-branch handles never pass through (for A/Bs).
+    passWriters: process.env.LAYERFS_PASS_WRITERS !== '0',
   }
   // The first requests of each kind would otherwise pay V8's compilation (warm-up.ts).
   if (core.work) await warmUpSession(addon, core.work.tempPath('warm-up'), sessionOpts)

@@ -1,21 +1,26 @@
-// FUSE passthrough (Linux 6.9+, root): read-only opens of branch files are handed to the kernel
-// (FUSE_DEV_IOC_BACKING_OPEN + FOPEN_PASSTHROUGH), which then reads (and maps) them directly.
+// FUSE passthrough (Linux 6.9+, root): the kernel reads, writes and maps a branch file itself
+// (FUSE_DEV_IOC_BACKING_OPEN + FOPEN_PASSTHROUGH) for handles layerfs hands it.
 //
 // The kernel keeps one I/O mode per inode (fs/fuse/iomode.c): while a passthrough open exists,
 // every other open must be a passthrough open of the *same* backing file (even a
 // FOPEN_DIRECT_IO open fails, EIO); while a page-cache open exists, a passthrough open fails.
 // So, per node:
 // - no counted handle: a read-only open of a file in a read-only branch goes passthrough to it;
-//   other opens use the page cache: writers' writes must reach the copy-up through layerfs
-//   (which drops privileges and keeps its attributes current), and a reader of a rw-branch file
-//   follows it to its copy in the new rw branch after a checkpoint (LayerFs #followCopy);
+//   so does a handle of a rw-branch file the session calls `direct` (a writer with uid 0 of a
+//   file with no setuid/setgid bits and no capabilities, not hard-linked: its writes need
+//   nothing from layerfs; LayerFs.mayPassThrough). Other opens use the page cache: a non-root
+//   writer's writes must reach layerfs, which drops setuid/setgid (HANDLE_KILLPRIV_V2: the
+//   kernel leaves that to the daemon, and a passthrough write never reaches it), and a reader
+//   of a rw-branch file follows it to its copy in the new rw branch after a checkpoint
+//   (LayerFs #followCopy);
 // - page-cache handles: later opens use the page cache too;
-// - passthrough handles: a read-only open of the same branch file shares the backing. Any other
-//   open (a writer; a reader after a copy-up or a stack change changed the file) is `stale`:
-//   the session retires the node and answers ESTALE. The kernel then walks the path again with
-//   LOOKUP_REVAL (once), the lookup gets a new node, and the open succeeds on it, while the
-//   old node's readers keep reading the file they opened (docs/semantics.md: a reader that
-//   opened a lower file before a copy-up keeps reading it, as on overlayfs).
+// - passthrough handles: a reader of the same branch file shares the backing, and so does a
+//   `direct` handle of it. Any other open (a non-root writer; a writer of a lower file, whose
+//   copy-up is another file; a reader after a copy-up or a stack change changed the file) is
+//   `stale`: the session retires the node and answers ESTALE. The kernel then walks the path
+//   again with LOOKUP_REVAL (once), the lookup gets a new node, and the open succeeds on it,
+//   while the old node's readers keep reading the file they opened (docs/semantics.md: a
+//   reader that opened a lower file before a copy-up keeps reading it, as on overlayfs).
 // The kernel changes an inode's mode when a file is closed, before it sends RELEASE: this table
 // is never less busy than the kernel's, so what it allows the kernel allows.
 //
@@ -37,6 +42,12 @@ type NodeMode =
   | { readonly kind: 'passthrough'; readonly id: number; readonly dev: number; readonly ino: number; opens: number }
   | { readonly kind: 'lower'; readonly dev: number; readonly ino: number; opens: number }
   | { readonly kind: 'cached'; opens: number }
+
+/**
+ * May a handle of a rw-branch file pass through: never; only to join the node's passthrough
+ * handles of the same file (a reader); or also as the node's first handle (a `direct` writer).
+ */
+export type RwPass = 'no' | 'join' | 'start'
 
 /** How to answer an open: FOPEN_PASSTHROUGH with a backing id, the page cache, or ESTALE. */
 export type OpenDecision =
@@ -64,20 +75,20 @@ export class Passthrough {
   }
 
   /**
-   * How to open handle `fh` (branch descriptor `hostFd`) of `node`; `rw`: a writer, or a reader
-   * of a rw-branch file (never passed through). Counts the handle unless the answer is `stale`
-   * (the caller releases it then).
+   * How to open handle `fh` (branch descriptor `hostFd`) of `node`. `rw`: a writer, or a reader
+   * of a rw-branch file; `pass`: whether such a handle may pass through (see above). Counts the
+   * handle unless the answer is `stale` (the caller releases it then).
    */
-  open(node: Node, fh: number, hostFd: number, rw: boolean): OpenDecision {
+  open(node: Node, fh: number, hostFd: number, rw: boolean, pass: RwPass = 'no'): OpenDecision {
     const mode = this.#modes.get(node)
     if (mode?.kind === 'passthrough' || mode?.kind === 'lower') {
-      if (rw) return STALE
+      if (rw && (pass === 'no' || mode.kind !== 'passthrough')) return STALE
       const st = fstatOf(hostFd)
       if (st.dev !== mode.dev || st.ino !== mode.ino) return STALE
       return this.#count(mode, node, fh, mode.kind === 'passthrough' ? { kind: 'passthrough', backingId: mode.id } : CACHED)
     }
     if (mode) return this.#count(mode, node, fh, CACHED)
-    if (rw) return this.#count({ kind: 'cached', opens: 0 }, node, fh, CACHED)
+    if (rw && (pass !== 'start' || this.#refused)) return this.#count({ kind: 'cached', opens: 0 }, node, fh, CACHED)
     if (this.#refused) return this.#lower(node, fh, hostFd)
     let id: number
     try {
@@ -87,7 +98,7 @@ export class Passthrough {
       // file system): serve reads through layerfs from now on.
       this.#refused = true
       log.warnOnce('passthrough', 'FUSE passthrough refused (%s): reads go through layerfs', (e as Error).message)
-      return this.#lower(node, fh, hostFd)
+      return rw ? this.#count({ kind: 'cached', opens: 0 }, node, fh, CACHED) : this.#lower(node, fh, hostFd)
     }
     const st = fstatOf(hostFd)
     return this.#count({ kind: 'passthrough', id, dev: st.dev, ino: st.ino, opens: 0 }, node, fh, { kind: 'passthrough', backingId: id })

@@ -15,7 +15,7 @@ import { failure } from '../adapter.js'
 import type { NativeFuse } from './addon.js'
 import { Listings } from './listing.js'
 import { NodeTable, type Node } from './nodes.js'
-import { Passthrough } from './passthrough.js'
+import { Passthrough, type RwPass } from './passthrough.js'
 import { ShrinkSettle } from '../shrink-settle.js'
 import { Trace } from './trace.js'
 import {
@@ -50,6 +50,8 @@ export interface SessionOptions {
   readonly keepCache: boolean
   /** Hand read-only opens of branch files to the kernel (FUSE passthrough), when it offers it. */
   readonly passthrough: boolean
+  /** With passthrough, also root's writers of rw-branch files that need nothing from layerfs. */
+  readonly passWriters?: boolean
   /** Largest read/write request, bytes (max_pages × 4 KiB). */
   readonly maxIo: number
   /** Keep reading /dev/fuse for up to this many µs after its queue empties (0: sleep at once). */
@@ -406,6 +408,7 @@ export class KernelSession {
         const flags = b.readUInt32LE(A)
         const kill = (b.readUInt32LE(A + 4) & FUSE_OPEN_KILL_SUIDGID) !== 0
         const pid = b.readUInt32LE(32)
+        const uid = b.readUInt32LE(24)
         const p = this.#path(node)
         const hostFlags = this.negotiated?.writebackCache ? writebackOpenFlags(flags) : flags
         return this.#gated('open', p, reply, () => core.open(p, hostFlags), (fh: number) => {
@@ -414,7 +417,7 @@ export class KernelSession {
             core.dropPrivileges(fh, kill)
             this.#shrinks.shrunk(node.id, pid)
           }
-          this.#openReply(reply, node, fh)
+          this.#openReply(reply, node, fh, uid)
         })
       }
       case Op.CREATE: {
@@ -432,7 +435,7 @@ export class KernelSession {
           const old = this.nodes.ofIno(a.ino)
           if (old && this.#passthrough?.keepsBranchFile(old)) this.nodes.retire(old)
           const node = this.nodes.found(parent, name, a.ino, false, p)
-          const [openFlags, backingId] = this.#openFlags(node, fh) ?? [0, 0] // a new node: never stale
+          const [openFlags, backingId] = this.#openFlags(node, fh, who.uid) ?? [0, 0] // a new node: never stale
           node.addHandle(fh)
           if (flags & O_TRUNC) this.#shrinks.shrunk(node.id, pid) // an existing file, truncated
           writeEntry(this.#body, 0, node.id, a, this.opts.entryTimeout, this.opts.attrTimeout)
@@ -617,8 +620,8 @@ export class KernelSession {
     this.#onInit?.()
   }
 
-  #openReply(reply: Reply, node: Node, fh: number): void {
-    const answer = this.#openFlags(node, fh)
+  #openReply(reply: Reply, node: Node, fh: number, uid: number): void {
+    const answer = this.#openFlags(node, fh, uid)
     if (!answer) {
       // The node's readers keep another file (passthrough.ts: passthrough or `lower` mode): this
       // open gets a new node. ESTALE makes the kernel look the path up again (LOOKUP_REVAL) and retry once.
@@ -632,13 +635,24 @@ export class KernelSession {
     reply(0, undefined, OPEN_OUT_SIZE)
   }
 
-  /** FOPEN_* flags and passthrough backing id for a new handle; undefined: stale (ESTALE). */
-  #openFlags(node: Node, fh: number): [number, number] | undefined {
+  /**
+   * FOPEN_* flags and passthrough backing id for a new handle opened by `uid`; undefined: stale
+   * (ESTALE). A handle of a rw-branch file passes through when its writes need nothing from
+   * layerfs (passthrough.ts; LayerFs.mayPassThrough): no setuid/setgid bit to drop and the
+   * writer is root (the kernel drops nothing for a writer with CAP_FSETID; HANDLE_KILLPRIV_V2
+   * leaves it to us otherwise, and a passthrough write never reaches us).
+   */
+  #openFlags(node: Node, fh: number, uid: number): [number, number] | undefined {
     const keep = this.opts.keepCache ? FOPEN_KEEP_CACHE : 0
     if (!this.#passthrough) return [keep, 0]
-    const d = this.#passthrough.open(node, fh, this.core.hostFd(fh), this.core.onRwBranch(fh))
+    const core = this.core
+    const rw = core.onRwBranch(fh)
+    const pass: RwPass = !rw || !this.opts.passWriters || !core.mayPassThrough(fh) ? 'no' : core.writable(fh) && uid !== 0 ? 'no' : core.writable(fh) ? 'start' : 'join'
+    const d = this.#passthrough.open(node, fh, core.hostFd(fh), rw, pass)
     if (d.kind === 'stale') return undefined
-    return d.kind === 'passthrough' ? [FOPEN_PASSTHROUGH, d.backingId] : [keep, 0]
+    if (d.kind !== 'passthrough') return [keep, 0]
+    if (rw) core.passedThrough(fh)
+    return [FOPEN_PASSTHROUGH, d.backingId]
   }
 
   #sizedReply(reply: Reply, size: number, value: Buffer): void {
