@@ -42,7 +42,11 @@ export function carryOver(ctx: CopyUpContext, sealed: Branch, p: UnionPath, fd: 
     copyBack(to, tmp, from, open)
   } catch (e) {
     ctx.work.discard(tmp)
-    fs.renameSync(to, from) // as it was: the handles stay sealed and write to the sealed layer
+    try {
+      fs.renameSync(to, from) // as it was: the handles stay sealed and write to the sealed layer
+    } catch {
+      // Left in the new rw branch: the merged view is the same; the sealed layer lacks the file.
+    }
     rethrow(e, 'checkpoint', p)
   } finally {
     for (const [host, st] of times) if (st) restoreTimes(host, st)

@@ -74,6 +74,11 @@ export class Passthrough {
     return kind === 'passthrough' || kind === 'lower'
   }
 
+  /** Whether `node`'s handles pass through (a reader of a rw-branch file may then join them). */
+  passesThrough(node: Node): boolean {
+    return this.#modes.get(node)?.kind === 'passthrough'
+  }
+
   /**
    * How to open handle `fh` (branch descriptor `hostFd`) of `node`. `rw`: a writer, or a reader
    * of a rw-branch file; `pass`: whether such a handle may pass through (see above). Counts the

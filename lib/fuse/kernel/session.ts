@@ -647,12 +647,22 @@ export class KernelSession {
     if (!this.#passthrough) return [keep, 0]
     const core = this.core
     const rw = core.onRwBranch(fh)
-    const pass: RwPass = !rw || !this.opts.passWriters || !core.mayPassThrough(fh) ? 'no' : core.writable(fh) && uid !== 0 ? 'no' : core.writable(fh) ? 'start' : 'join'
-    const d = this.#passthrough.open(node, fh, core.hostFd(fh), rw, pass)
+    const d = this.#passthrough.open(node, fh, core.hostFd(fh), rw, rw ? this.#rwPass(this.#passthrough, node, fh, uid) : 'no')
     if (d.kind === 'stale') return undefined
     if (d.kind !== 'passthrough') return [keep, 0]
     if (rw) core.passedThrough(fh)
     return [FOPEN_PASSTHROUGH, d.backingId]
+  }
+
+  /** Whether handle `fh` of a rw-branch file, opened by `uid`, may pass through (passthrough.ts RwPass). */
+  #rwPass(table: Passthrough, node: Node, fh: number, uid: number): RwPass {
+    if (!this.opts.passWriters) return 'no'
+    const writer = this.core.writable(fh)
+    // A reader only joins a writer already passing through (else it must follow its file
+    // across a checkpoint); a writer must be root (above).
+    if (writer ? uid !== 0 : !table.passesThrough(node)) return 'no'
+    if (!this.core.mayPassThrough(fh)) return 'no'
+    return writer ? 'start' : 'join'
   }
 
   #sizedReply(reply: Reply, size: number, value: Buffer): void {
