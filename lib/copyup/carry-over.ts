@@ -13,7 +13,7 @@ import { FsError, rethrow } from '../errors.js'
 import { canCopyUpInOneCall, copyUpFileNow, fs, lstatOrUndefined, type FileStats } from '../fs.js'
 import { parentOf, type UnionPath } from '../paths.js'
 import { copyAttrs } from './copy-attrs.js'
-import { copyUpDirChain, type CopyUpContext } from './copyup.js'
+import { copyUpDirChain, restoreTimes, type CopyUpContext } from './copyup.js'
 
 /**
  * Moves the regular file `p` of the `sealed` layer (open as `fd`) into the rw branch of `ctx`,
@@ -63,12 +63,4 @@ function copyBack(src: string, tmp: string, dst: string, st: FileStats): void {
   fs.copyFileSync(src, tmp, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE)
   copyAttrs(src, st, tmp)
   fs.renameSync(tmp, dst)
-}
-
-function restoreTimes(host: string, st: FileStats): void {
-  try {
-    fs.utimesSync(host, st.atimeMs / 1000, st.mtimeMs / 1000)
-  } catch {
-    // Cosmetic only.
-  }
 }

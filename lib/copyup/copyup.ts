@@ -381,7 +381,8 @@ async function buildCopy(srcHost: string, st: FileStats, tmp: string, opts: Copy
   return copyAttrs(srcHost, st, tmp, owner && { ...owner, mode })
 }
 
-function restoreTimes(host: string, st: FileStats): void {
+/** Gives a host entry back the atime and mtime of `st` (a parent after an entry went in or out); never throws. */
+export function restoreTimes(host: string, st: FileStats): void {
   try {
     fs.lutimesSync(host, st.atimeMs / 1000, st.mtimeMs / 1000)
   } catch {
