@@ -3,11 +3,11 @@
 // A checkpoint seals the rw branch: handles into it re-open in the new rw branch on their next
 // write (LayerFs #reopenInUpper). A handle the kernel writes through itself (FUSE passthrough,
 // lib/fuse/kernel/passthrough.ts) never tells layerfs that it writes, so its file cannot wait
-// for that: it moves instead. The file (its inode, which every open handle of it writes to) is
-// renamed into the new rw branch, and a copy of it as it is at this moment takes its place in the
-// sealed layer. The sealed layer then holds what was written before the checkpoint, later writes
-// land in the new rw branch, and no handle needs re-opening. A write racing the checkpoint itself
-// lands in the new rw branch, and may also show in the sealed copy.
+// for that: it moves instead. The file (its inode, which every open handle of it writes to) gets
+// its name in the new rw branch (a hard link), and a copy of it as it is at this moment is renamed
+// over its name in the sealed layer. The sealed layer then holds what was written before the
+// checkpoint, later writes land in the new rw branch, and no handle needs re-opening. A write
+// racing the checkpoint itself lands in the new rw branch, and may also show in the sealed copy.
 import type { Branch } from '../branches/branch.js'
 import { FsError, rethrow } from '../errors.js'
 import { canCopyUpInOneCall, copyUpFileNow, fs, lstatOrUndefined, type FileStats } from '../fs.js'
@@ -17,7 +17,7 @@ import { copyUpDirChain, restoreTimes, type CopyUpContext } from './copyup.js'
 
 /**
  * Moves the regular file `p` of the `sealed` layer (open as `fd`) into the rw branch of `ctx`,
- * and leaves a copy of it in the sealed layer; both parents keep their times. The sealed layer
+ * and leaves a copy of it in the sealed layer (never a moment without either); both parents keep their times. The sealed layer
  * must be in `ctx`'s stack (after the checkpoint's restack) and no copy-up under way (the
  * checkpoint holds the gate). EIO when the name no longer leads to the open file (renamed or
  * removed underneath): then nothing is done.
@@ -32,8 +32,10 @@ export function carryOver(ctx: CopyUpContext, sealed: Branch, p: UnionPath, fd: 
   const to = ctx.upper.host(p)
   const sealedDir = sealed.host(parentOf(p))
   const times = [[dir, lstatOrUndefined(dir)], [sealedDir, lstatOrUndefined(sealedDir)]] as const
+  // A second name in the new rw branch first, then the copy renamed over the sealed name: at
+  // every moment (a crash included) both layers have the file.
   try {
-    fs.renameSync(from, to)
+    fs.linkSync(from, to)
   } catch (e) {
     rethrow(e, 'checkpoint', p)
   }
@@ -43,9 +45,9 @@ export function carryOver(ctx: CopyUpContext, sealed: Branch, p: UnionPath, fd: 
   } catch (e) {
     ctx.work.discard(tmp)
     try {
-      fs.renameSync(to, from) // as it was: the handles stay sealed and write to the sealed layer
+      fs.unlinkSync(to) // as it was: the handles stay sealed and write to the sealed layer
     } catch {
-      // Left in the new rw branch: the merged view is the same; the sealed layer lacks the file.
+      // Both names stay: the merged view is the same.
     }
     rethrow(e, 'checkpoint', p)
   } finally {
