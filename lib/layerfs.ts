@@ -217,7 +217,7 @@ export class LayerFs {
       const direct = handles.find((f) => f.passedThrough)
       if (!direct || !this.#copyCtx) continue
       try {
-        carryOver(this.#copyCtx, direct.branch, direct.path, direct.fd)
+        if (!carryOver(this.#copyCtx, direct.branch, direct.path, direct.fd)) continue
       } catch (e) {
         log.warnOnce(`carry-over:${direct.path}`, 'checkpoint: %s stays in the sealed layer for its open handles: %s', direct.path, (e as Error).message)
         continue

@@ -1,7 +1,7 @@
 // LayerFs.restack as a checkpoint does it (lib/control/service.ts), without FUSE: open handles
 // into the sealed branch re-open in the new upper on their next write; nothing lands in the sealed one.
 import * as fs from 'node:fs'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { getXattr, setXattr } from '../../../lib/fs.js'
 import { LayerFs, ORIGIN_XATTR } from '../../../lib/layerfs.js'
 import { makeFixture, type Fixture } from '../../helpers/fixture.js'
@@ -90,6 +90,24 @@ describe('restack (checkpoint, branch add/remove)', () => {
     expect(fs.readFileSync(A + '/d/other', 'utf8')).toBe('O')
     expect((await core.getattr('/d/f')).size).toBe(5)
     for (const h of [w, r, plain]) core.release(h)
+    // A passed-through file removed while open: nothing to carry over, nothing shows anywhere.
+    const gone = await core.create('/d/gone', 0o644, O_WRONLY)
+    core.passedThrough(gone)
+    await core.unlink('/d/gone')
+    const L2 = fx.root + '/L2'
+    fs.renameSync(A, L2)
+    fs.mkdirSync(A)
+    const warned = vi.spyOn(process.stderr, 'write')
+    try {
+      core.restack([{ path: A, mode: 'rw' }, { path: L2, mode: 'ro' }, { path: L1, mode: 'ro' }, { path: B, mode: 'ro' }], { from: A, to: L2 })
+      expect(warned).not.toHaveBeenCalled() // not a failed carry-over: nothing to carry
+    } finally {
+      warned.mockRestore()
+    }
+    fs.writeSync(core.hostFd(gone), 'x')
+    expect(fs.existsSync(A + '/d/gone') || fs.existsSync(L2 + '/d/gone')).toBe(false)
+    expect(core.tryGetattr('/d/gone')).toBeUndefined()
+    core.release(gone)
     core.close()
   })
 
