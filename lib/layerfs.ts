@@ -27,12 +27,12 @@ const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_RDWR, O_NOFOLLOW, O_NOCTTY, O_APPE
 const FLAGS_OF_THEIR_OWN = O_APPEND | O_SYNC | O_DSYNC | O_DIRECT | O_NOATIME
 /** Copy-ups in flight at once while a directory tree goes up (rename of a directory). */
 const TREE_COPY_CONCURRENCY = 16
+const log = createLogger('layerfs:union')
 /**
  * Dropped from the mode of every file created through the mount: the daemon cannot learn the
  * caller's uid (fuse-native), so the file is root's, and a setuid/setgid bit would make any
  * user's program a setuid-root one. The owner (root) may still chmod them on afterwards.
  */
-const log = createLogger('layerfs:union')
 const SETID_BITS = 0o6000
 const S_ISUID = 0o4000
 const S_ISGID = 0o2000
@@ -89,7 +89,7 @@ interface OpenFile {
   created?: FileStats
   /**
    * The kernel reads and writes this rw-branch file itself (FUSE passthrough): its writes never
-   * reach layerfs, so a checkpoint carries the file over into the new rw branch (#carryOver).
+   * reach layerfs, so a checkpoint carries the file over into the new rw branch (#carryOverPassedThrough).
    */
   passedThrough?: boolean
 }
@@ -206,23 +206,21 @@ export class LayerFs {
    * handles stay sealed (their kernel writes land in the sealed layer) and the failure is logged.
    */
   #carryOverPassedThrough(): void {
-    const byFile = new Map<string, OpenFile[]>()
-    for (const f of this.#files.values()) {
-      if (!f.sealed) continue
-      const st = fstatOf(f.fd)
-      const key = `${st.dev}:${st.ino}`
-      byFile.set(key, [...byFile.get(key) ?? [], f])
-    }
-    for (const handles of byFile.values()) {
-      const direct = handles.find((f) => f.passedThrough)
-      if (!direct || !this.#copyCtx) continue
+    const ctx = this.#copyCtx
+    if (!ctx) return
+    for (const direct of this.#files.values()) {
+      if (!direct.sealed || !direct.passedThrough) continue // also: carried over with an earlier handle
+      const file = fstatOf(direct.fd)
       try {
-        if (!carryOver(this.#copyCtx, direct.branch, direct.path, direct.fd)) continue
+        if (!carryOver(ctx, direct.branch, direct.path, direct.fd)) continue
       } catch (e) {
         log.warnOnce(`carry-over:${direct.path}`, 'checkpoint: %s stays in the sealed layer for its open handles: %s', direct.path, (e as Error).message)
         continue
       }
-      for (const f of handles) {
+      for (const f of this.#files.values()) {
+        if (!f.sealed) continue
+        const st = fstatOf(f.fd)
+        if (st.ino !== file.ino || st.dev !== file.dev) continue
         f.branch = this.#upper!
         f.sealed = false
       }
@@ -422,7 +420,7 @@ export class LayerFs {
   /**
    * Whether the kernel may write handle `fh`'s rw-branch file itself (FUSE passthrough) with
    * nothing lost: a regular file of the rw branch, neither hard-linked (a checkpoint carries one
-   * name over, #carryOver) nor setuid/setgid/capable (a write must drop those, which the kernel
+   * name over, #carryOverPassedThrough) nor setuid/setgid/capable (a write must drop those, which the kernel
    * leaves to us: dropPrivileges). Decided at open: a chmod u+s by root while the file is open
    * stays, as it would for root's own writes (only root's writers pass through: session.ts).
    */

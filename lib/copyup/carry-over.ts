@@ -17,9 +17,9 @@ import { copyUpDirChain, restoreTimes, type CopyUpContext } from './copyup.js'
 
 /**
  * Moves the regular file `p` of the `sealed` layer (open as `fd`) into the rw branch of `ctx`,
- * and leaves a copy of it in the sealed layer (never a moment without either); both parents keep their times. The sealed layer
- * must be in `ctx`'s stack (after the checkpoint's restack) and no copy-up under way (the
- * checkpoint holds the gate). False, with nothing done, for a file removed while open (no layer
+ * and leaves a copy of it in the sealed layer (never a moment without either); both parents
+ * keep their times. The sealed layer must be in `ctx`'s stack (after the checkpoint's restack)
+ * and no copy-up under way (the checkpoint holds the gate). False, with nothing done, for a file removed while open (no layer
  * shows it); EIO when its name leads elsewhere (changed underneath): then nothing is done either.
  */
 export function carryOver(ctx: CopyUpContext, sealed: Branch, p: UnionPath, fd: number): boolean {
