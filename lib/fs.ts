@@ -142,7 +142,7 @@ export interface CopiedFile {
 
 type CopyUpFileArgs = [src: string, tmp: string, dst: string, parent: string, uid: number, gid: number, truncate: boolean, out: Float64Array]
 interface CopyUpAddon {
-  copyUpFile: (...args: [...CopyUpFileArgs, keep?: boolean, cachedOnly?: boolean]) => number
+  copyUpFile: (...args: [...CopyUpFileArgs, keep?: boolean, cachedOnly?: boolean, watchFd?: number]) => number | Promise<number>
   copyUpFileAsync: (...args: [...CopyUpFileArgs, keep?: boolean]) => Promise<number>
 }
 const copyAddon = addon instanceof Error || process.env.LAYERFS_JS_COPYUP === '1' || typeof (addon as Partial<CopyUpAddon>).copyUpFile !== 'function'
@@ -182,10 +182,29 @@ export function copyUpFileNow(src: string, tmp: string, dst: string, parent: str
 export function copyUpFileNow(src: string, tmp: string, dst: string, parent: string,
   owner: { uid: number; gid: number } | undefined, truncate: boolean, keepOpen: boolean, cachedOnly = false): (CopiedFile & { readonly fd: number }) | undefined {
   const out = new Float64Array(16)
-  const r = copyAddon!.copyUpFile(src, tmp, dst, parent, owner?.uid ?? -1, owner?.gid ?? -1, truncate, out, keepOpen, cachedOnly)
+  const r = copyAddon!.copyUpFile(src, tmp, dst, parent, owner?.uid ?? -1, owner?.gid ?? -1, truncate, out, keepOpen, cachedOnly) as number
   if (cachedOnly && r === -osConstants.errno.EAGAIN) return undefined
   if (r < 0) throw addonError(r, 'copyup', `'${src}' -> '${dst}'`, src)
   return copiedFrom(out, keepOpen ? r : -1)
+}
+
+/**
+ * The copy-up of a regular file begun on the JS thread while no request waits on `queueFd`
+ * (/dev/fuse): data in the page cache is copied whole (memory time); data that is not, in
+ * slices of 512 KiB read from disk, looking at the queue between two of them. When a request
+ * waits, the rest of the copy goes on on a worker thread, and the result is a promise of it: a
+ * request that comes during the copy waits for one slice at most, and a copy no one interrupts
+ * costs no thread-pool round trip (docs/benchmarks.md §16). Otherwise as copyUpFileNow.
+ */
+export function copyUpFileWhileIdle(src: string, tmp: string, dst: string, parent: string,
+  owner: { uid: number; gid: number } | undefined, keepOpen: boolean, queueFd: number): (CopiedFile & { readonly fd: number }) | Promise<CopiedFile & { readonly fd: number }> {
+  const out = new Float64Array(16)
+  const r = copyAddon!.copyUpFile(src, tmp, dst, parent, owner?.uid ?? -1, owner?.gid ?? -1, false, out, keepOpen, true, queueFd)
+  const done = (n: number): CopiedFile & { readonly fd: number } => {
+    if (n < 0) throw addonError(n, 'copyup', `'${src}' -> '${dst}'`, src)
+    return copiedFrom(out, keepOpen ? n : -1)
+  }
+  return typeof r === 'number' ? done(r) : r.then(done)
 }
 
 function copiedFrom(out: Float64Array, fd: number): CopiedFile & { readonly fd: number } {

@@ -122,6 +122,7 @@ export class LayerFs {
   readonly #gid = process.getgid?.() ?? 0
   readonly #umask: number
   #idle: (() => boolean) | undefined
+  #queueFd: number | undefined
   /** Copy-ups done since the union was made (layerfs status). */
   readonly copyUps: CopyUpCounts = { files: 0, filesOffThread: 0, dirs: 0, others: 0 }
 
@@ -157,10 +158,13 @@ export class LayerFs {
   /**
    * Tells the union how to learn that no other request waits for this thread (the FUSE
    * transport polls its queue); undefined: never assume so. Copy-up then does larger copies at
-   * once when their data is cached (CopyUpContext.idle).
+   * once when their data is cached (CopyUpContext.idle). `queueFd`: a descriptor that polls
+   * readable while a request waits (/dev/fuse); with it, larger copies begin at once even when
+   * their data is on disk, and go to a worker when a request comes (CopyUpContext.queueFd).
    */
-  setIdleCheck(check: (() => boolean) | undefined): void {
+  setIdleCheck(check: (() => boolean) | undefined, queueFd?: number): void {
     this.#idle = check
+    this.#queueFd = check ? queueFd : undefined
   }
 
   /** Binds upper, work area and copy-up context to the stack's current top (constructor, restack). */
@@ -170,7 +174,7 @@ export class LayerFs {
     this.#upper = upper
     this.#work = upper ? new WorkArea(upper.root) : undefined
     this.#copyCtx = upper && this.#work
-      ? { resolver: this.resolver, upper, work: this.#work, inodes: this.inodes, copyLocks: this.#copyLocks, linkGroups: new LinkGroups(), idle: () => this.#idle?.() === true, counts: this.copyUps }
+      ? { resolver: this.resolver, upper, work: this.#work, inodes: this.inodes, copyLocks: this.#copyLocks, linkGroups: new LinkGroups(), idle: () => this.#idle?.() === true, queueFd: () => this.#queueFd, counts: this.copyUps }
       : undefined
     this.#work?.prepare()
   }

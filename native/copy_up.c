@@ -5,10 +5,14 @@
 // times that linking the copy into it changed. Through Node this is ~17 path-based calls of
 // 4–6 µs each; here it is the syscalls alone (docs/benchmarks.md, "copy-up in one call").
 // Small files are copied on the JS thread (copyUpFile); large ones on a worker (copyUpFileAsync).
+// A copy begun on the JS thread may also end on a worker: the data of a file not in the page
+// cache is copied in slices while no FUSE request waits, and the rest goes to a worker as soon as
+// one does (copyUpFile with a watched descriptor).
 #define _GNU_SOURCE
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <stdint.h>
@@ -24,6 +28,10 @@
 
 #define PRIVATE_XATTR_PREFIX "trusted.overlay."
 #define COPY_BUF (128 * 1024)
+// Uncached data copied on the JS thread between two looks at the request queue: ~250 µs of
+// reading on the bench machine's disk (a cold 4 MiB file took 2 ms); a request that comes
+// meanwhile waits for at most one slice.
+#define COPY_SLICE (512 * 1024)
 #define XATTR_VALUE_MAX (64 * 1024)
 
 // What one copy-up needs. Paths are copied in: the async variant reads them on a worker thread.
@@ -33,13 +41,20 @@ typedef struct {
   int truncate;       // the caller truncates at once: no data to copy
   int keep;           // leave the copy open (read-write) and hand its descriptor back in `fd`
   int cached_only;    // do nothing (EAGAIN) unless the source's data is in the page cache (mostly_cached)
+  int watch_fd;       // with cached_only: uncached data is copied in slices while no request waits on it (-1: none)
   int fd;             // the kept descriptor, else -1
+  // A copy under way (copy_begin, copy_data, copy_end): the descriptors, the source's and the
+  // parent's stats, the bytes copied, and whether the data goes by read/write.
+  int in, out, made, dir, have_parent, by_read_write, begun;
+  int suspended;      // copy_data stopped for a waiting request: a worker is to go on (copyUpFile)
+  struct stat st, parent_st;
+  off_t done;
   // Results.
   int err;            // 0 or errno of the failed step (then nothing is left at tmp or dst)
   int xattrs;         // names the source has (private ones included, as the JS path counts)
   int xattr_failures; // names the upper's file system refused (the copy is kept, as in JS)
   int xattr_errno;    // errno of the first refusal
-  struct stat out;    // the copy, after the rename
+  struct stat out_st; // the copy, after the rename
 } copy_job_t;
 
 // Source devices whose files could not be reflinked to the rw branch (one syscall saved per
@@ -54,37 +69,55 @@ static int clone_known_unsupported(dev_t dev) {
   return 0;
 }
 
-// Copies `size` bytes (the source's size at fstat: a read-only branch does not change under us).
-static int copy_data(int in, int out, dev_t dev, off_t size) {
-  if (!clone_known_unsupported(dev)) {
-    if (ioctl(out, FICLONE, in) == 0) return 0;
+// Whether a request waits on `fd` (or it has ended: let a worker finish the copy then too).
+static int request_waits(int fd) {
+  struct pollfd p = { .fd = fd, .events = POLLIN };
+  return poll(&p, 1, 0) != 0;
+}
+
+// Copies the source's data (its size at fstat: a read-only branch does not change under us) from
+// j->done on: a reflink when the file systems allow, else copy_file_range, else read/write. With
+// `watch` >= 0, it stops between two slices of COPY_SLICE bytes when a request waits on `watch`
+// (EINPROGRESS: the descriptors' offsets are where the next call goes on).
+static int copy_data(copy_job_t* j, int watch) {
+  off_t size = j->st.st_size;
+  if (j->done == 0 && !clone_known_unsupported(j->st.st_dev)) {
+    if (ioctl(j->out, FICLONE, j->in) == 0) { j->done = size; return 0; }
     if ((errno == EOPNOTSUPP || errno == EXDEV || errno == EINVAL) && no_clone_count < NO_CLONE_SLOTS)
-      no_clone[no_clone_count++] = dev;
+      no_clone[no_clone_count++] = j->st.st_dev;
   }
   // copy_file_range (a kernel-side copy); read/write where the kernel refuses it.
-  off_t done = 0;
-  while (done < size) {
-    ssize_t n = copy_file_range(in, NULL, out, NULL, (size_t)(size - done), 0);
-    if (n > 0) { done += n; continue; }
+  while (!j->by_read_write && j->done < size) {
+    if (watch >= 0 && j->done > 0 && request_waits(watch)) return EINPROGRESS;
+    size_t want = (size_t)(size - j->done);
+    if (watch >= 0 && want > COPY_SLICE) want = COPY_SLICE;
+    ssize_t n = copy_file_range(j->in, NULL, j->out, NULL, want, 0);
+    if (n > 0) { j->done += n; continue; }
     if (n == 0) return 0;  // shorter than it was
     if (errno == EINTR) continue;
     if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) return errno;
-    break;
+    j->by_read_write = 1;
   }
-  if (done >= size) return 0;
+  if (!j->by_read_write) return 0;
   char* buf = malloc(COPY_BUF);
   if (!buf) return ENOMEM;
   int err = 0;
+  off_t slice_end = j->done + COPY_SLICE;
   for (;;) {
-    ssize_t n = read(in, buf, COPY_BUF);
+    if (watch >= 0 && j->done >= slice_end) {
+      if (request_waits(watch)) { err = EINPROGRESS; break; }
+      slice_end = j->done + COPY_SLICE;
+    }
+    ssize_t n = read(j->in, buf, COPY_BUF);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) { err = n < 0 ? errno : 0; break; }
     for (ssize_t off = 0; off < n;) {
-      ssize_t w = write(out, buf + off, (size_t)(n - off));
+      ssize_t w = write(j->out, buf + off, (size_t)(n - off));
       if (w < 0 && errno == EINTR) continue;
       if (w < 0) { err = errno; goto done; }
       off += w;
     }
+    j->done += n;
   }
 done:
   free(buf);
@@ -149,68 +182,101 @@ static int mostly_cached(int fd, off_t size) {
   return cs.nr_cache * 16 >= pages * 15;
 }
 
-// A directory goes through the same steps without data: made with mkdir (0700) and opened, its
-// owner, mode, xattrs and times set on that descriptor, renamed into place (the JS walk of
-// parents, lib/copyup/copyup.ts copyDirStepByStep, calls this for each directory).
-static void copy_up(copy_job_t* j) {
-  struct stat st, parent;
-  int have_parent = j->parent[0] && stat(j->parent, &parent) == 0;
-  int in = open(j->src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (in < 0) { j->err = errno; return; }
-  int out = -1, err = 0, made = 0, dir = 0;
-  if (fstat(in, &st) != 0) { err = errno; goto fail; }
-  dir = S_ISDIR(st.st_mode);
-  if (!S_ISREG(st.st_mode) && !dir) { err = EINVAL; goto fail; }
-  if (dir && (j->keep || j->truncate || j->cached_only)) { err = EINVAL; goto fail; }
-  if (j->cached_only && !j->truncate && !mostly_cached(in, st.st_size)) { err = EAGAIN; goto fail; }
-  if (dir) {
-    if (mkdir(j->tmp, 0700) != 0) { err = errno; goto fail; }
-    made = 1;
-    out = open(j->tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  } else {
-    out = open(j->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    made = out >= 0;
+// Undoes a copy that failed: nothing is left at tmp (dst is only ever made by the rename).
+static void copy_fail(copy_job_t* j, int err) {
+  if (j->out >= 0) close(j->out);
+  if (j->made) {
+    if (j->dir) rmdir(j->tmp);
+    else unlink(j->tmp);
   }
-  if (out < 0) { err = errno; goto fail; }
-  if (!dir && !j->truncate && st.st_size > 0 && (err = copy_data(in, out, st.st_dev, st.st_size))) goto fail;
-  mode_t mode = st.st_mode & 07777;
-  if (st.st_uid != j->uid || st.st_gid != j->gid) {
-    if (fchown(out, st.st_uid, st.st_gid) != 0) { err = errno; goto fail; }
+  close(j->in);
+  j->out = j->in = -1;
+  j->err = err;
+}
+
+// Opens the source and creates the copy in the work area (0 or errno; nothing left on failure).
+static int copy_begin(copy_job_t* j) {
+  j->begun = 1;
+  j->out = -1;
+  j->have_parent = j->parent[0] && stat(j->parent, &j->parent_st) == 0;
+  j->in = open(j->src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (j->in < 0) return j->err = errno;
+  int err = 0;
+  if (fstat(j->in, &j->st) != 0) { err = errno; goto fail; }
+  j->dir = S_ISDIR(j->st.st_mode);
+  if (!S_ISREG(j->st.st_mode) && !j->dir) { err = EINVAL; goto fail; }
+  if (j->dir && (j->keep || j->truncate || j->cached_only)) { err = EINVAL; goto fail; }
+  if (j->cached_only && j->watch_fd < 0 && !j->truncate && !mostly_cached(j->in, j->st.st_size)) { err = EAGAIN; goto fail; }
+  if (j->dir) {
+    if (mkdir(j->tmp, 0700) != 0) { err = errno; goto fail; }
+    j->made = 1;
+    j->out = open(j->tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  } else {
+    j->out = open(j->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    j->made = j->out >= 0;
+  }
+  if (j->out < 0) { err = errno; goto fail; }
+  return 0;
+fail:
+  copy_fail(j, err);
+  return err;
+}
+
+// After the data: owner, mode, xattrs and times on the copy, the rename into place, its stats,
+// and the parent's times given back.
+static void copy_end(copy_job_t* j) {
+  int err = 0, out = j->out;
+  mode_t mode = j->st.st_mode & 07777;
+  if (j->st.st_uid != j->uid || j->st.st_gid != j->gid) {
+    if (fchown(out, j->st.st_uid, j->st.st_gid) != 0) { err = errno; goto fail; }
     if (fchmod(out, mode) != 0) { err = errno; goto fail; }  // after the chown: it clears setid bits
-  } else if (mode != (dir ? 0700 : 0600) && fchmod(out, mode) != 0) {
+  } else if (mode != (j->dir ? 0700 : 0600) && fchmod(out, mode) != 0) {
     err = errno;
     goto fail;
   }
-  if ((err = copy_xattrs(j, in, out))) goto fail;
-  struct timespec times[2] = { st.st_atim, st.st_mtim };
+  if ((err = copy_xattrs(j, j->in, out))) goto fail;
+  struct timespec times[2] = { j->st.st_atim, j->st.st_mtim };
   if (futimens(out, times) != 0) { err = errno; goto fail; }
   if (rename(j->tmp, j->dst) != 0) { err = errno; goto fail; }
-  if (fstat(out, &j->out) != 0) memset(&j->out, 0, sizeof j->out);  // mode 0: JS lstats instead
+  if (fstat(out, &j->out_st) != 0) memset(&j->out_st, 0, sizeof j->out_st);  // mode 0: JS lstats instead
   if (j->keep) j->fd = out;
   else close(out);
-  close(in);
+  close(j->in);
+  j->out = j->in = -1;
   // Linking the copy into its parent changed the parent's mtime; give it back (as overlayfs).
-  if (have_parent) {
-    struct timespec ptimes[2] = { parent.st_atim, parent.st_mtim };
+  if (j->have_parent) {
+    struct timespec ptimes[2] = { j->parent_st.st_atim, j->parent_st.st_mtim };
     utimensat(AT_FDCWD, j->parent, ptimes, AT_SYMLINK_NOFOLLOW);  // cosmetic: ignore a failure
   }
   return;
 fail:
-  if (out >= 0) close(out);
-  if (made) {
-    if (dir) rmdir(j->tmp);
-    else unlink(j->tmp);
+  copy_fail(j, err);
+}
+
+// The whole copy-up, or what is left of one a request interrupted (j->suspended: the caller hands
+// it to a worker, which calls this again without `watch`). A directory goes through the same
+// steps without data: made with mkdir (0700) and opened, its owner, mode, xattrs and times set on
+// that descriptor, renamed into place (the JS walk of parents, lib/copyup/copyup.ts
+// copyDirStepByStep, calls this for each directory).
+static void copy_up(copy_job_t* j, int watch) {
+  if (!j->begun && copy_begin(j) != 0) return;
+  j->suspended = 0;
+  if (!j->dir && !j->truncate && j->st.st_size > 0) {
+    // Data in the page cache is memory time: copied whole, no look at the queue.
+    if (watch >= 0 && j->done == 0 && mostly_cached(j->in, j->st.st_size)) watch = -1;
+    int err = copy_data(j, watch);
+    if (err == EINPROGRESS) { j->suspended = 1; return; }
+    if (err) { copy_fail(j, err); return; }
   }
-  close(in);
-  j->err = err;
+  copy_end(j);
 }
 
 // ---- JS side ------------------------------------------------------------------------------
 
-// Arguments: (src, tmp, dst, parent, uid, gid, truncate, out: Float64Array(16)[, keep[, cachedOnly]]).
+// Arguments: (src, tmp, dst, parent, uid, gid, truncate, out: Float64Array(16)[, keep[, cachedOnly[, watchFd]]]).
 static int read_job(napi_env env, napi_callback_info info, copy_job_t* j, napi_value* out_array) {
-  napi_value argv[10];
-  size_t argc = 10;
+  napi_value argv[11];
+  size_t argc = 11;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 8) {
     napi_throw_type_error(env, NULL, "copyUpFile: missing arguments");
     return 0;
@@ -242,6 +308,12 @@ static int read_job(napi_env env, napi_callback_info info, copy_job_t* j, napi_v
     return 0;
   }
   j->cached_only = cached_only;
+  int32_t watch = -1;
+  if (argc >= 11 && napi_get_value_int32(env, argv[10], &watch) != napi_ok) {
+    napi_throw_type_error(env, NULL, "copyUpFile: bad watchFd");
+    return 0;
+  }
+  j->watch_fd = watch < 0 ? -1 : watch;
   j->fd = -1;
   napi_typedarray_type type;
   size_t count;
@@ -259,26 +331,11 @@ static double finish(napi_env env, copy_job_t* j, napi_value out_array) {
   void* data;
   napi_get_typedarray_info(env, out_array, NULL, NULL, &data, NULL, NULL);
   double* o = data;
-  layerfs_stat_to_doubles(&j->out, o);
+  layerfs_stat_to_doubles(&j->out_st, o);
   o[13] = j->xattrs;
   o[14] = j->xattr_failures;
   o[15] = j->xattr_errno;
   return j->fd >= 0 ? j->fd : 0;
-}
-
-// copyUpFile(src, tmp, dst, parent, uid, gid, truncate, out[, keep[, cachedOnly]]) -> 0 | -errno,
-// on the JS thread (src a regular file, or a directory without the flags); with `keep`, the copy's descriptor (open read-write, close-on-exec) instead of
-// 0; with `cachedOnly`, -EAGAIN and nothing done when the source's data is not in the page cache
-// (mostly_cached).
-napi_value layerfs_copy_up_file(napi_env env, napi_callback_info info) {
-  copy_job_t* j = calloc(1, sizeof *j);
-  if (!j) return NULL;
-  napi_value out_array, result;
-  if (!read_job(env, info, j, &out_array)) { free(j); return NULL; }
-  copy_up(j);
-  napi_create_double(env, finish(env, j, out_array), &result);
-  free(j);
-  return result;
 }
 
 typedef struct {
@@ -290,7 +347,7 @@ typedef struct {
 
 static void async_execute(napi_env env, void* data) {
   (void)env;
-  copy_up(&((async_copy_t*)data)->job);
+  copy_up(&((async_copy_t*)data)->job, -1);
 }
 
 static void async_complete(napi_env env, napi_status status, void* data) {
@@ -305,23 +362,64 @@ static void async_complete(napi_env env, napi_status status, void* data) {
   free(a);
 }
 
+// Hands `a` (fresh, or a copy under way) to a libuv worker: a promise of finish()'s value; NULL
+// (nothing queued, `a` still the caller's) when that cannot be set up.
+static napi_value queue_copy(napi_env env, async_copy_t* a, napi_value out_array) {
+  napi_value promise, name;
+  if (napi_create_reference(env, out_array, 1, &a->out_array) != napi_ok) return NULL;
+  if (napi_create_promise(env, &a->deferred, &promise) != napi_ok) {
+    napi_delete_reference(env, a->out_array);
+    return NULL;
+  }
+  napi_create_string_utf8(env, "layerfs:copyup", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, async_execute, async_complete, a, &a->work) != napi_ok ||
+      napi_queue_async_work(env, a->work) != napi_ok) {
+    // The promise is dropped unsettled; the caller finishes the copy itself.
+    napi_delete_reference(env, a->out_array);
+    return NULL;
+  }
+  return promise;
+}
+
+// copyUpFile(src, tmp, dst, parent, uid, gid, truncate, out[, keep[, cachedOnly[, watchFd]]]) ->
+// 0 | -errno, on the JS thread (src a regular file, or a directory without the flags); with
+// `keep`, the copy's descriptor (open read-write, close-on-exec) instead of 0. With `cachedOnly`,
+// -EAGAIN and nothing done when the source's data is not in the page cache (mostly_cached) —
+// unless `watchFd` (/dev/fuse) is given: then that data is copied here in slices while no request
+// waits on watchFd, and when one does, the rest of the copy goes to a worker and the value is a
+// promise of the same (the caller's handle on it, as copyUpFileAsync's).
+napi_value layerfs_copy_up_file(napi_env env, napi_callback_info info) {
+  async_copy_t* a = calloc(1, sizeof *a);
+  if (!a) return NULL;
+  copy_job_t* j = &a->job;
+  napi_value out_array, result;
+  if (!read_job(env, info, j, &out_array)) { free(a); return NULL; }
+  copy_up(j, j->cached_only ? j->watch_fd : -1);
+  if (j->suspended) {
+    napi_value promise = queue_copy(env, a, out_array);
+    if (promise) return promise;
+    copy_up(j, -1);  // no worker to be had: finish here
+  }
+  napi_create_double(env, finish(env, j, out_array), &result);
+  free(a);
+  return result;
+}
+
 // copyUpFileAsync(src, tmp, dst, parent, uid, gid, truncate, out[, keep]) -> Promise<0 | fd |
 // -errno>, the copy on a libuv worker thread. With `keep`, the promise's value is the copy's
 // descriptor: the caller must close it whatever it does next (lib/copyup/copyup.ts does).
 napi_value layerfs_copy_up_file_async(napi_env env, napi_callback_info info) {
   async_copy_t* a = calloc(1, sizeof *a);
   if (!a) return NULL;
-  napi_value out_array, promise, name;
+  napi_value out_array;
   if (!read_job(env, info, &a->job, &out_array)) { free(a); return NULL; }
   a->job.cached_only = 0;
-  if (napi_create_reference(env, out_array, 1, &a->out_array) != napi_ok ||
-      napi_create_promise(env, &a->deferred, &promise) != napi_ok) {
+  a->job.watch_fd = -1;
+  napi_value promise = queue_copy(env, a, out_array);
+  if (!promise) {
     free(a);
     napi_throw_error(env, NULL, "copyUpFileAsync: out of memory");
     return NULL;
   }
-  napi_create_string_utf8(env, "layerfs:copyup", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, async_execute, async_complete, a, &a->work);
-  napi_queue_async_work(env, a->work);
   return promise;
 }

@@ -3,7 +3,7 @@ import type { Branch } from '../branches/branch.js'
 import { hostKey, type HostId, type InodeTable } from '../branches/inodes.js'
 import { BranchHit, isDirResolution, type HitStats, type Resolution, type Resolver } from '../branches/resolve.js'
 import { FsError, rethrow } from '../errors.js'
-import { canCopyUpInOneCall, copyFileData, copyUpFileNow, copyUpFileOffThread, codeOfErrno, fs, lstatOrUndefined, IDLE_COPY_MAX_BYTES, mknod, mutate, SYNC_COPY_MAX_BYTES, type CopiedFile, type FileStats } from '../fs.js'
+import { canCopyUpInOneCall, copyFileData, copyUpFileNow, copyUpFileOffThread, copyUpFileWhileIdle, codeOfErrno, fs, lstatOrUndefined, IDLE_COPY_MAX_BYTES, mknod, mutate, SYNC_COPY_MAX_BYTES, type CopiedFile, type FileStats } from '../fs.js'
 import { createLogger } from '../log.js'
 import { ancestorsAndSelf, parentOf, type UnionPath } from '../paths.js'
 import { copyAttrs } from './copy-attrs.js'
@@ -28,6 +28,12 @@ export interface CopyUpContext {
    * thread too (copyAtOnce: copyUpSingle and the locked walk alike).
    */
   readonly idle?: () => boolean
+  /**
+   * The descriptor `idle` polls (/dev/fuse), when there is one: then a file of up to
+   * IDLE_COPY_MAX_BYTES whose data is not cached is copied on the JS thread too, in slices, and
+   * its copy goes to a worker as soon as a request waits on it (copyUpFileWhileIdle).
+   */
+  readonly queueFd?: () => number | undefined
   /** Told each copy-up done (layerfs status). */
   readonly counts?: CopyUpCounts
 }
@@ -194,20 +200,22 @@ export function copyUpSingle(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOp
   const one = singleFile(ctx, path, opts)
   if (!one || 'host' in one) return one && { host: one.host, fd: -1 }
   const tmp = ctx.work.tempPath('copyup')
-  let made: ReturnType<typeof copyUpFileNow> | undefined
+  let made: ReturnType<typeof copyAtOnce>
   try {
     made = copyAtOnce(ctx, one.src, tmp, one.dst, one.parentHost, one.size, opts.truncate === true, keepOpen)
   } catch (e) {
     ctx.work.discard(tmp)
     rethrow(e, 'copyup', path)
   }
-  if (made) return recordSingle(ctx, path, one, made, opts)
-  // On a worker (nothing was made at tmp). No holder (singleFile checked): run() starts at once,
-  // so no other copy-up can come between.
+  if (made && !(made instanceof Promise)) return recordSingle(ctx, path, one, made, opts)
+  // On a worker: from the start (nothing was made at tmp), or for the rest of a copy a request
+  // interrupted. No holder (singleFile checked): run() starts at once, so no other copy-up can
+  // come between.
+  const rest = made
   return ctx.copyLocks.run(path, async () => {
     let off: Awaited<ReturnType<typeof copyUpFileOffThread>>
     try {
-      off = await copyUpFileOffThread(one.src, tmp, one.dst, one.parentHost, ctx.work.owner, keepOpen)
+      off = await (rest ?? copyUpFileOffThread(one.src, tmp, one.dst, one.parentHost, ctx.work.owner, keepOpen))
     } catch (e) {
       ctx.work.discard(tmp)
       rethrow(e, 'copyup', path)
@@ -217,14 +225,17 @@ export function copyUpSingle(ctx: CopyUpContext, path: UnionPath, opts: CopyUpOp
 }
 
 /**
- * A regular file's copy in one addon call on the JS thread, when that is allowed: at most
+ * A regular file's copy in one addon call begun on the JS thread, when that is allowed: at most
  * SYNC_COPY_MAX_BYTES (or truncated), or at most IDLE_COPY_MAX_BYTES when no other request is
- * waiting (`ctx.idle`) and its data is in the page cache. Undefined, with nothing made at `tmp`:
- * the copy is a worker's.
+ * waiting (`ctx.idle`) and either its data is in the page cache or the queue can be watched
+ * during the copy (`ctx.queueFd`; then a promise when a request came and a worker finishes it).
+ * Undefined, with nothing made at `tmp`: the copy is a worker's.
  */
-function copyAtOnce(ctx: CopyUpContext, src: string, tmp: string, dst: string, parentHost: string, size: number, truncate: boolean, keepOpen: boolean): ReturnType<typeof copyUpFileNow> | undefined {
+function copyAtOnce(ctx: CopyUpContext, src: string, tmp: string, dst: string, parentHost: string, size: number, truncate: boolean, keepOpen: boolean): ReturnType<typeof copyUpFileWhileIdle> | undefined {
   if (truncate || size <= SYNC_COPY_MAX_BYTES) return copyUpFileNow(src, tmp, dst, parentHost, ctx.work.owner, truncate, keepOpen)
   if (size > IDLE_COPY_MAX_BYTES || ctx.idle?.() !== true) return undefined
+  const queueFd = ctx.queueFd?.()
+  if (queueFd !== undefined) return copyUpFileWhileIdle(src, tmp, dst, parentHost, ctx.work.owner, keepOpen, queueFd)
   return copyUpFileNow(src, tmp, dst, parentHost, ctx.work.owner, false, keepOpen, true)
 }
 
@@ -311,8 +322,10 @@ interface Made {
 
 /** A regular file's copy-up in one addon call: the copy, its attributes, the rename, the parent's times. */
 async function copyFileInOneCall(ctx: CopyUpContext, path: UnionPath, src: string, size: number, tmp: string, dst: string, parentHost: string, opts: CopyUpOptions): Promise<Made> {
-  const c = copyAtOnce(ctx, src, tmp, dst, parentHost, size, opts.truncate === true, false) ??
-    { ...await copyUpFileOffThread(src, tmp, dst, parentHost, ctx.work.owner), offThread: true }
+  const now = copyAtOnce(ctx, src, tmp, dst, parentHost, size, opts.truncate === true, false)
+  const c = now && !(now instanceof Promise)
+    ? now
+    : { ...await (now ?? copyUpFileOffThread(src, tmp, dst, parentHost, ctx.work.owner)), offThread: true }
   warnOfXattrFailures(path, c)
   return c
 }

@@ -95,7 +95,7 @@ export async function mountKernel(core: LayerFs, mountpoint: string, o: KernelMo
   }
   // A request is read before it is answered: an empty queue means no one else waits (copy-up).
   // LAYERFS_IDLE_COPY=0: never ask (larger copies always on a worker; for A/Bs).
-  if (process.env.LAYERFS_IDLE_COPY !== '0') core.setIdleCheck(() => !closedFd && addon.queueEmpty(fd))
+  if (process.env.LAYERFS_IDLE_COPY !== '0') core.setIdleCheck(() => !closedFd && addon.queueEmpty(fd), fd)
   try {
     await session.start(end)
   } catch (e) {

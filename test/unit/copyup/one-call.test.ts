@@ -385,4 +385,48 @@ describe.skipIf(!built)('a larger file copied at once when no request waits (cop
     expectCopied(up, low, 'warm', data.get('warm')!)
     expect(fs.readdirSync(work)).toEqual([])
   })
+
+  it('with the request queue watched, copies a file whose data is on disk at once, in slices; a waiting request sends the rest to a worker', async (ctx) => {
+    const { core, up, low, data } = await stack(['cold1', 'cold2', 'cold3', 'warm'], 4 * MiB)
+    if (fs.statfsSync(low).type === TMPFS_MAGIC) ctx.skip()
+    for (const n of ['cold1', 'cold2', 'cold3']) {
+      const fd = fs.openSync(`${low}/d/${n}`, 'r')
+      fs.fsyncSync(fd)
+      fs.closeSync(fd)
+      execFileSync('dd', [`if=${low}/d/${n}`, 'iflag=nocache', 'count=0', 'status=none'])
+    }
+    const work = `${up}/.wh..wh.layerfs.work`
+    // A FIFO stands for /dev/fuse: readable while a request waits.
+    const fifo = `${path.dirname(up)}/queue`
+    execFileSync('mkfifo', [fifo])
+    const queue = fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK)
+    try {
+      // No descriptor to watch: data on disk goes to the worker (the eviction worked).
+      core.setIdleCheck(() => true)
+      expect(await writeOne(core, '/d/cold1')).toBe(false)
+      // Watched, nothing waiting: copied on the JS thread, the handle at once.
+      core.setIdleCheck(() => true, queue)
+      expect(await writeOne(core, '/d/cold2')).toBe(true)
+      expect(core.copyUps).toEqual({ files: 2, filesOffThread: 1, dirs: 0, others: 0 })
+      // A request waits (it came after the idle check): the first slice is copied here, the rest
+      // on a worker; the open's answer waits for it.
+      fs.writeSync(queue, 'r')
+      const fh = core.open('/d/cold3', O_WRONLY)
+      expect(fh).toBeInstanceOf(Promise)
+      const begun = fs.readdirSync(work)
+      expect(begun).toHaveLength(1)
+      expect(fs.statSync(`${work}/${begun[0]}`).size).toBeGreaterThanOrEqual(512 * 1024) // one slice at least
+      const h = await fh
+      expect(await core.write(h, Buffer.from('W'), 1, 0)).toBe(1)
+      core.release(h)
+      expect(core.copyUps).toEqual({ files: 3, filesOffThread: 2, dirs: 0, others: 0 })
+      // Cached data is copied whole at once, whatever waits (memory time, no look at the queue).
+      expect(await writeOne(core, '/d/warm')).toBe(true)
+      expect(core.copyUps).toEqual({ files: 4, filesOffThread: 2, dirs: 0, others: 0 })
+    } finally {
+      fs.closeSync(queue)
+    }
+    for (const n of ['cold1', 'cold2', 'cold3', 'warm']) expectCopied(up, low, n, data.get(n)!)
+    expect(fs.readdirSync(work)).toEqual([])
+  })
 })
