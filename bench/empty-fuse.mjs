@@ -68,6 +68,7 @@ if (argv[0] === '--serve') {
     readdir() { return ['.', '..'] },
     statfs() { return { bsize: 4096, frsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, namemax: 255 } },
     close() {},
+    setIdleCheck() {}, // no copy-ups here
   }
   const km = await mountKernel(core, mnt, {
     allowOther: true, entryTimeout: t, attrTimeout: t, negativeTimeout: 0,
