@@ -112,7 +112,9 @@ export const SYNC_COPY_MAX_BYTES = 256 * 1024
 /**
  * Files up to this size are also copied on the JS thread when no other request is waiting and
  * their data is in the page cache (all but 1/16 of its pages at most): memory time only, ~1 ms
- * per 4 MiB on the bench machine, and no worker round trip (docs/benchmarks.md §14).
+ * per 4 MiB on the bench machine, and no worker round trip (docs/benchmarks.md §14); or, with
+ * the request queue watched, when it is not, in slices that a waiting request interrupts
+ * (copyUpFileWhileIdle, §16).
  */
 export const IDLE_COPY_MAX_BYTES = 8 * 1024 * 1024
 
@@ -173,7 +175,8 @@ export async function copyUpFileOffThread(src: string, tmp: string, dst: string,
  * for cached ones when no request waits); `src` may also be a directory (no data, no flags). With `keepOpen`, `fd` is the copy's descriptor, open
  * read-write and the caller's to close; else -1. With `cachedOnly`, undefined (and nothing done)
  * when the source's data is not in the page cache (all but 1/16 of its pages at most): a copy
- * that would read the disk does not belong on the JS thread. `truncate`: no data to copy.
+ * that would read the disk does not belong on the JS thread unless it can stop for a waiting
+ * request (copyUpFileWhileIdle). `truncate`: no data to copy.
  */
 export function copyUpFileNow(src: string, tmp: string, dst: string, parent: string,
   owner: { uid: number; gid: number } | undefined, truncate: boolean, keepOpen: boolean): CopiedFile & { readonly fd: number }

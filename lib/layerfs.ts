@@ -350,8 +350,9 @@ export class LayerFs {
     const copy: CopyUpOptions = { truncate: (flags & O_TRUNC) !== 0, onCopied: (c) => { capsDropped = c.xattrs === 0 } }
     const ctx = this.#copyCtx
     if (!ctx) return Promise.reject(new FsError('EROFS', 'open', p))
-    // The common case, a single file at once (or on a worker when large, uncached, or a request
-    // waits): the copy's own descriptor becomes the handle (one open less).
+    // The common case, a single file at once (or on a worker when large, when a request waits,
+    // or when its data is on disk and the queue cannot be watched): the copy's own descriptor
+    // becomes the handle (one open less).
     const single = copyUpSingle(ctx, p, copy, (flags & FLAGS_OF_THEIR_OWN) === 0)
     if (single instanceof Promise) return single.then((c) => this.#openCopy(p, c, hostFlags, capsDropped))
     if (single) return this.#openCopy(p, single, hostFlags, capsDropped)
