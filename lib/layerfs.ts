@@ -214,9 +214,10 @@ export class LayerFs {
     if (!ctx) return
     for (const direct of this.#files.values()) {
       if (!direct.sealed || !direct.passedThrough) continue // also: carried over with an earlier handle
-      const file = fstatOf(direct.fd)
+      let file: FileStats | undefined
       try {
-        if (!carryOver(ctx, direct.branch, direct.path, direct.fd)) continue
+        file = carryOver(ctx, direct.branch, direct.path, direct.fd)
+        if (!file) continue
       } catch (e) {
         log.warnOnce(`carry-over:${direct.path}`, 'checkpoint: %s stays in the sealed layer for its open handles: %s', direct.path, (e as Error).message)
         continue

@@ -19,13 +19,15 @@ import { copyUpDirChain, restoreTimes, type CopyUpContext } from './copyup.js'
  * Moves the regular file `p` of the `sealed` layer (open as `fd`) into the rw branch of `ctx`,
  * and leaves a copy of it in the sealed layer (never a moment without either); both parents
  * keep their times. The sealed layer must be in `ctx`'s stack (after the checkpoint's restack)
- * and no copy-up under way (the checkpoint holds the gate). False, with nothing done, for a file removed while open (no layer
- * shows it); EIO when its name leads elsewhere (changed underneath): then nothing is done either.
+ * and no copy-up under way (the checkpoint holds the gate). Returns the carried inode's stats
+ * (as open: its other handles are found by them); undefined, with nothing done, for a file
+ * removed while open (no layer shows it); EIO when its name leads elsewhere (changed
+ * underneath): then nothing is done either.
  */
-export function carryOver(ctx: CopyUpContext, sealed: Branch, p: UnionPath, fd: number): boolean {
+export function carryOver(ctx: CopyUpContext, sealed: Branch, p: UnionPath, fd: number): FileStats | undefined {
   const from = sealed.host(p)
   const open = fs.fstatSync(fd)
-  if (open.nlink === 0) return false // removed while open: no layer shows it, nothing to carry
+  if (open.nlink === 0) return undefined // removed while open: no layer shows it, nothing to carry
   const named = lstatOrUndefined(from)
   if (!named || named.ino !== open.ino || named.dev !== open.dev) throw new FsError('EIO', 'checkpoint', p)
   const dir = copyUpDirChain(ctx, parentOf(p))
@@ -55,7 +57,7 @@ export function carryOver(ctx: CopyUpContext, sealed: Branch, p: UnionPath, fd: 
     for (const [host, st] of times) if (st) restoreTimes(host, st)
   }
   ctx.resolver.cache.invalidate(p)
-  return true
+  return open
 }
 
 /** The copy left in the sealed layer: data, owner, mode, xattrs and times of `src`, built at `tmp`, renamed to `dst`. */
